@@ -1,0 +1,229 @@
+"""The default data set: fingerspelled words in 19 sign languages, built from real letter recordings.
+
+Each word is spelled with the MediaPipe Holistic letter clips of the ``spoken-to-signed``
+lexicon, with the variation real recordings have: signing speed, transitions between
+letters, frame rate, camera resolution and framing, small rotations, landmark jitter,
+points leaving the frame and stretches where a hand is not detected. ``test_shifted``
+draws that variation from outside the training ranges, to measure robustness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .layout import KeypointLayout, layout_by_name
+from .lexicon import FingerspellingLexicon, LetterClip
+from .manifest import ManifestEntry, write_manifest
+from .normalize import resample_fps, resample_frames
+from .readers import read_pose_file, write_pose_file
+from .sample import PoseSample
+from .words import spellable_words
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test", "test_shifted")
+
+
+@dataclass
+class Variation:
+    """Ranges that recording conditions are drawn from (uniform unless said otherwise)."""
+
+    letters_per_second: tuple[float, float] = (2.0, 3.5)
+    transition_frames: tuple[int, int] = (1, 4)
+    fps: tuple[float, ...] = (25.0, 29.97, 30.0)
+    resolutions: tuple[tuple[int, int], ...] = ((500, 500), (640, 480), (1280, 720), (1920, 1080))
+    shoulder_width: tuple[float, float] = (0.2, 0.32)  # fraction of min(width, height)
+    centre_x: tuple[float, float] = (0.4, 0.6)
+    centre_y: tuple[float, float] = (0.35, 0.5)
+    rotation_degrees: float = 6.0  # uniform in +/- this
+    jitter: float = 0.008  # landmark noise, std as a fraction of shoulder width
+    hand_dropout: float = 0.08  # chance per letter that a hand goes undetected for part of it
+
+
+SHIFTED = Variation(
+    letters_per_second=(1.4, 1.8),
+    transition_frames=(4, 7),
+    fps=(24.0, 50.0),
+    resolutions=((854, 480), (1080, 1920), (3840, 2160)),
+    shoulder_width=(0.12, 0.18),
+    centre_x=(0.25, 0.35),
+    centre_y=(0.25, 0.35),
+    rotation_degrees=12.0,
+    jitter=0.016,
+    hand_dropout=0.2,
+)
+
+
+@dataclass
+class CorpusConfig:
+    """What to build; the defaults make a corpus the CPU demo trains on in minutes."""
+
+    output_dir: str = "data/fingerspelling"
+    sign_languages: list[str] | None = None  # None: all in the lexicon
+    train_words: int = 100  # per sign language
+    dev_words: int = 10
+    test_words: int = 10
+    test_shifted_words: int = 10
+    seed: int = 0
+    layout: str = "holistic_reduced_178"  # stored layout: the lexicon's holistic_586 or pose-format's reduction
+    formats: list[str] = field(default_factory=lambda: ["pose", "pkl"])
+    variation: Variation = field(default_factory=Variation)
+    shifted_variation: Variation = field(default_factory=lambda: SHIFTED)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.train_words, "dev": self.dev_words, "test": self.test_words,
+                "test_shifted": self.test_shifted_words}
+
+
+class ClipBank:
+    """Letter clips read once, resampled to 25 fps and reduced to the stored layout."""
+
+    def __init__(self, lexicon: FingerspellingLexicon, layout: KeypointLayout):
+        self.lexicon = lexicon
+        self.layout = layout
+        self._clips: dict[Path, PoseSample] = {}
+
+    def get(self, clip: LetterClip) -> PoseSample:
+        if clip.path not in self._clips:
+            sample = resample_fps(read_pose_file(clip.path), 25.0)
+            if not sample.layout.same_points(self.layout):
+                _, indices = sample.layout.select({c.name: list(c.points) for c in self.layout.components})
+                sample = sample.replace(coords=sample.coords[:, indices], mask=sample.mask[:, indices],
+                                        layout=self.layout)
+            self._clips[clip.path] = sample
+        return self._clips[clip.path]
+
+
+def spell_sequence(clips: Sequence[PoseSample], rng: np.random.Generator, v: Variation,
+                   fps: float) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Concatenate letter clips at a drawn speed with interpolated transitions; returns coords, mask, letter spans."""
+    parts_c, parts_m, spans, start = [], [], [], 0
+    for i, clip in enumerate(clips):
+        frames = max(2, int(round(fps / rng.uniform(*v.letters_per_second))))
+        positions = np.linspace(0, clip.num_frames - 1, frames)
+        c, m = resample_frames(clip.coords, clip.mask, positions)
+        if i > 0:
+            k = int(rng.integers(v.transition_frames[0], v.transition_frames[1] + 1))
+            prev_c, prev_m = parts_c[-1][-1], parts_m[-1][-1]
+            w = (np.arange(1, k + 1) / (k + 1)).astype(np.float32)[:, None, None]
+            trans_m = np.repeat((prev_m & m[0])[None], k, axis=0)
+            trans_c = np.where(trans_m[..., None], prev_c[None] * (1 - w) + c[0][None] * w, 0.0)
+            parts_c.append(trans_c.astype(np.float32))
+            parts_m.append(trans_m)
+            start += k
+        parts_c.append(c)
+        parts_m.append(m)
+        spans.append((start, start + frames))
+        start += frames
+    return np.concatenate(parts_c), np.concatenate(parts_m), spans
+
+
+def record(coords: np.ndarray, mask: np.ndarray, spans: list[tuple[int, int]], layout: KeypointLayout,
+           rng: np.random.Generator, v: Variation) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Place the signer in a drawn camera frame: rotate, scale, shift, jitter, lose hands and off-screen points."""
+    left, right = layout.shoulders()
+    both = mask[:, left] & mask[:, right]
+    centre = ((coords[both, left] + coords[both, right]) / 2).mean(axis=0)
+    width_src = float(np.linalg.norm(coords[both, left, :2] - coords[both, right, :2], axis=-1).mean())
+    res_w, res_h = v.resolutions[int(rng.integers(len(v.resolutions)))]
+    width_dst = rng.uniform(*v.shoulder_width) * min(res_w, res_h)
+    scale = width_dst / width_src
+    theta = np.deg2rad(rng.uniform(-v.rotation_degrees, v.rotation_degrees))
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], dtype=np.float32)
+    out = coords - centre
+    out[..., :2] = out[..., :2] @ rot.T
+    out *= scale
+    out[..., 0] += rng.uniform(*v.centre_x) * res_w
+    out[..., 1] += rng.uniform(*v.centre_y) * res_h
+    if out.shape[-1] == 3:
+        out[..., 2] += width_dst  # keep depth positive, in pixel units like x
+    out += rng.normal(0.0, v.jitter * width_dst, size=out.shape).astype(np.float32)
+    mask = mask.copy()
+    for hand in layout.hand_slices():
+        for s, e in spans:
+            if rng.random() < v.hand_dropout:
+                a = int(rng.integers(s, e))
+                b = int(rng.integers(a + 1, e + 1))
+                mask[a:b, hand] = False
+    inside = (out[..., 0] >= 0) & (out[..., 0] < res_w) & (out[..., 1] >= 0) & (out[..., 1] < res_h)
+    mask &= inside
+    return np.where(mask[..., None], out, 0.0).astype(np.float32), mask, (res_w, res_h)
+
+
+def build_corpus(config: CorpusConfig, lexicon: FingerspellingLexicon | None = None) -> list[ManifestEntry]:
+    """Build the corpus under ``config.output_dir``: ``.pose`` files, ``manifest.csv``, ``data.pkl``, ``corpus.json``."""
+    lexicon = lexicon or FingerspellingLexicon.load()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = layout_by_name(config.layout)
+    bank = ClipBank(lexicon, layout)
+    languages = config.sign_languages or lexicon.sign_languages()
+    sizes = config.split_sizes()
+    entries: list[ManifestEntry] = []
+    pkl: dict[str, dict] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for li, language in enumerate(languages):
+        rng = np.random.default_rng([config.seed, li])
+        words = _unique_spellings(spellable_words(lexicon, language, sum(sizes.values()) * 3, seed=config.seed))
+        rng.shuffle(words)
+        if len(words) < sum(sizes.values()):
+            logger.warning("%s: only %d distinct spellable words for %d requested", language, len(words),
+                           sum(sizes.values()))
+        counts[language] = {}
+        offset = 0
+        for split, size in sizes.items():
+            chosen = words[offset: offset + size]
+            offset += size
+            counts[language][split] = len(chosen)
+            variation = config.shifted_variation if split == "test_shifted" else config.variation
+            for wi, (word, clips) in enumerate(chosen):
+                sample_id = f"{language}-{split}-{wi:05d}"
+                fps = float(variation.fps[int(rng.integers(len(variation.fps)))])
+                coords, mask, spans = spell_sequence([bank.get(c) for c in clips], rng, variation, fps)
+                coords, mask, resolution = record(coords, mask, spans, layout, rng, variation)
+                gloss = " ".join(c.gloss for c in clips)
+                sample = PoseSample(coords, mask, fps, layout, resolution, "pixels", sample_id)
+                entry = ManifestEntry(sample_id, out / "poses" / split / f"{sample_id}.pose", word, gloss, language,
+                                      split, sample_id)
+                if "pose" in config.formats:
+                    entry.path.parent.mkdir(parents=True, exist_ok=True)
+                    write_pose_file(sample, entry.path)
+                if "pkl" in config.formats:
+                    pkl[sample_id] = {"keypoints": coords, "confidence": mask.astype(np.float32), "fps": fps,
+                                      "resolution": list(resolution), "layout": layout.name, "text": word,
+                                      "gloss": gloss, "sign_language": language, "split": split}
+                entries.append(entry)
+        logger.info("%s: %s", language, counts[language])
+    write_manifest(entries, out / "manifest.csv")
+    if "pkl" in config.formats:
+        _write_atomic(out / "data.pkl", pickle.dumps(pkl, protocol=pickle.HIGHEST_PROTOCOL))
+        pkl_entries = [ManifestEntry(e.id, out / "data.pkl", e.text, e.gloss, e.sign_language, e.split, e.id)
+                       for e in entries]
+        write_manifest(pkl_entries, out / "manifest_pkl.csv")
+    info = {"config": asdict(config), "counts": counts, "lexicon": str(lexicon.root)}
+    _write_atomic(out / "corpus.json", json.dumps(info, indent=2, ensure_ascii=False).encode())
+    return entries
+
+
+def _unique_spellings(words):
+    """Keep one word per letter sequence, so splits are disjoint in what the model must output."""
+    seen, unique = set(), []
+    for word, clips in words:
+        key = tuple(c.gloss for c in clips)
+        if key not in seen:
+            seen.add(key)
+            unique.append((word, clips))
+    return unique
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

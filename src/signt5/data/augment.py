@@ -1,0 +1,66 @@
+"""On-the-fly pose augmentation of normalised samples: speed, rotation, scale, shift, jitter, dropped hands.
+
+Works on shoulder-normalised coordinates (origin between the shoulders, unit shoulder
+width), so every magnitude below is in shoulder widths. Masked points stay masked and 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .normalize import resample_frames
+
+
+@dataclass
+class AugmentConfig:
+    """Ranges of the random changes; ``enabled=False`` turns augmentation off."""
+
+    enabled: bool = True
+    speed: tuple[float, float] = (0.75, 1.35)  # time-stretch factor (>1 = faster signing, fewer frames)
+    rotation_degrees: float = 12.0  # uniform in +/- this, in the image plane
+    scale: tuple[float, float] = (0.8, 1.2)
+    shift: float = 0.15  # uniform in +/- this, shoulder widths
+    jitter: float = 0.02  # Gaussian noise std, shoulder widths
+    drop_hand: float = 0.15  # chance per hand that it goes undetected for a random stretch
+    min_frames: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AugmentConfig":
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+def augment(coords: np.ndarray, mask: np.ndarray, hand_slices: list[slice], rng: np.random.Generator,
+            config: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return an augmented copy of (T, K, C) ``coords`` and (T, K) ``mask``."""
+    if not config.enabled:
+        return coords, mask
+    frames = coords.shape[0]
+    factor = rng.uniform(*config.speed)
+    new_frames = max(min(config.min_frames, frames), int(round(frames / factor)))
+    if new_frames != frames and frames > 1:
+        coords, mask = resample_frames(coords, mask, np.linspace(0, frames - 1, new_frames))
+    else:
+        coords, mask = coords.copy(), mask.copy()
+    theta = np.deg2rad(rng.uniform(-config.rotation_degrees, config.rotation_degrees))
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], dtype=np.float32)
+    scale = rng.uniform(*config.scale)
+    coords[..., :2] = coords[..., :2] @ rotation.T * scale
+    if coords.shape[-1] > 2:
+        coords[..., 2:] *= scale
+    coords[..., :2] += rng.uniform(-config.shift, config.shift, size=2).astype(np.float32)
+    coords += rng.normal(0.0, config.jitter, size=coords.shape).astype(np.float32)
+    t = coords.shape[0]
+    for hand in hand_slices:
+        if rng.random() < config.drop_hand:
+            start = int(rng.integers(0, t))
+            end = int(rng.integers(start + 1, t + 1))
+            mask[start:end, hand] = False
+    coords[~mask] = 0.0
+    return coords, mask

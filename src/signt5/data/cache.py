@@ -1,0 +1,151 @@
+"""Pre-computed model input: read and normalise every sample once, then serve arrays from memory.
+
+Reading a ``.pose`` file and normalising it costs ~3 ms; an epoch of augmentation and
+batching on top of cached arrays costs a fraction of that, so training never waits on
+parsing. The cache lives next to the manifest, keyed by a fingerprint of the manifest
+rows, the files' sizes and times, and the :class:`DataConfig`; it is rebuilt when any
+of them changes. Samples that cannot be read are skipped and listed in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .augment import AugmentConfig, augment
+from .dataset import DataConfig, SampleLoader
+from .errors import SignT5Error
+from .manifest import ManifestEntry
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class PreparedSamples:
+    """Normalised samples of one split, concatenated along time: sample i is ``coords[offsets[i]:offsets[i+1]]``."""
+
+    entries: list[ManifestEntry]
+    coords: np.ndarray  # (sum T, K, C) float32
+    mask: np.ndarray  # (sum T, K) bool
+    offsets: np.ndarray  # (N + 1,) int64
+    hand_slices: list[slice]
+    skipped: list[str] = field(default_factory=list)  # "id: reason" for samples that could not be read
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[index], self.offsets[index + 1]
+        return self.coords[a:b], self.mask[a:b]
+
+
+def _fingerprint(entries: Sequence[ManifestEntry], config: DataConfig) -> str:
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, config.to_dict()], sort_keys=True).encode())
+    stats: dict[Path, str] = {}
+    for e in entries:
+        path = Path(e.path)
+        if path not in stats:
+            try:
+                st = path.stat()
+                stats[path] = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stats[path] = "missing"
+        h.update(f"{e.id}\t{path}\t{e.sample_key}\t{stats[path]}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_all(entries: Sequence[ManifestEntry], config: DataConfig, cache_dir: str | Path | None = None
+                ) -> PreparedSamples:
+    """Load (from cache when fresh) the normalised arrays of ``entries``; bad samples are skipped and listed."""
+    key = _fingerprint(entries, config)
+    folder = Path(cache_dir) / key if cache_dir else None
+    if folder is not None and (folder / "meta.json").exists():
+        meta = json.loads((folder / "meta.json").read_text())
+        kept = set(meta["ids"])
+        by_id = [e for e in entries if e.id in kept]
+        logger.info("using pre-computed samples in %s", folder)
+        return PreparedSamples(by_id, np.load(folder / "coords.npy"), np.load(folder / "mask.npy"),
+                               np.load(folder / "offsets.npy"), [slice(a, b) for a, b in meta["hand_slices"]],
+                               meta["skipped"])
+    loader = SampleLoader(config)
+    kept_entries, coords, masks, skipped = [], [], [], []
+    hand_slices: list[slice] = []
+    for entry in entries:
+        try:
+            sample = loader.load(entry)
+        except SignT5Error as e:
+            skipped.append(f"{entry.id}: {e}")
+            logger.warning("skipping sample %s: %s", entry.id, e)
+            continue
+        if coords and sample.coords.shape[1:] != coords[0].shape[1:]:
+            skipped.append(f"{entry.id}: {sample.coords.shape[1]} points x {sample.coords.shape[2]} coordinates "
+                           f"after selection, the others have {coords[0].shape[1:]}")
+            continue
+        hand_slices = hand_slices or sample.layout.hand_slices()
+        kept_entries.append(entry)
+        coords.append(sample.coords)
+        masks.append(sample.mask)
+    if not kept_entries:
+        raise SignT5Error(f"none of the {len(entries)} samples could be read; first problems: {skipped[:3]}")
+    offsets = np.concatenate([[0], np.cumsum([c.shape[0] for c in coords])]).astype(np.int64)
+    prepared = PreparedSamples(kept_entries, np.concatenate(coords), np.concatenate(masks), offsets, hand_slices,
+                               skipped)
+    if folder is not None:
+        _save(prepared, folder)
+    return prepared
+
+
+def _save(prepared: PreparedSamples, folder: Path) -> None:
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "coords.npy", prepared.coords)
+    np.save(tmp / "mask.npy", prepared.mask)
+    np.save(tmp / "offsets.npy", prepared.offsets)
+    meta = {"ids": [e.id for e in prepared.entries], "skipped": prepared.skipped,
+            "hand_slices": [[s.start, s.stop] for s in prepared.hand_slices]}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process won the race: theirs is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class PreparedDataset:
+    """Map-style data set over :class:`PreparedSamples` with deterministic per-(epoch, index) augmentation."""
+
+    def __init__(self, samples: PreparedSamples, target: str = "gloss", augment_config: AugmentConfig | None = None,
+                 seed: int = 0):
+        self.samples = samples
+        self.target = target
+        self.augment_config = augment_config
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.samples.entries[index]
+        coords, mask = self.samples.get(index)
+        if self.augment_config is not None and self.augment_config.enabled:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            coords, mask = augment(coords, mask, self.samples.hand_slices, rng, self.augment_config)
+        return {"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(self.target),
+                "sign_language": entry.sign_language}

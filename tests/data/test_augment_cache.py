@@ -1,0 +1,89 @@
+"""Augmentation keeps masks honest; the pre-computed cache matches direct loading and skips bad samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from signt5.data.augment import AugmentConfig, augment
+from signt5.data.cache import PreparedDataset, prepare_all
+from signt5.data.dataset import DataConfig, SampleLoader, prepare_sample
+from signt5.data.manifest import ManifestEntry
+
+
+def _prepared(real_clip):
+    return prepare_sample(real_clip, DataConfig())
+
+
+def test_augment_is_seeded_and_keeps_missing_points_missing(real_clip):
+    s = _prepared(real_clip)
+    hands = s.layout.hand_slices()
+    cfg = AugmentConfig()
+    a = augment(s.coords, s.mask, hands, np.random.default_rng(1), cfg)
+    b = augment(s.coords, s.mask, hands, np.random.default_rng(1), cfg)
+    c = augment(s.coords, s.mask, hands, np.random.default_rng(2), cfg)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[0].shape != c[0].shape or not np.allclose(a[0], c[0])
+    for coords, mask in (a, c):
+        assert (coords[~mask] == 0).all()
+        never_seen = ~s.mask.any(axis=0)
+        assert not mask[:, never_seen].any()
+
+
+def test_augment_geometry_without_noise(real_clip):
+    s = _prepared(real_clip)
+    cfg = AugmentConfig(speed=(1, 1), rotation_degrees=0, scale=(2, 2), shift=0, jitter=0, drop_hand=0)
+    coords, mask = augment(s.coords, s.mask, [], np.random.default_rng(0), cfg)
+    np.testing.assert_allclose(coords, s.coords * 2, rtol=1e-6)
+    np.testing.assert_array_equal(mask, s.mask)
+    cfg = AugmentConfig(speed=(2, 2), rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0)
+    coords, _ = augment(s.coords, s.mask, [], np.random.default_rng(0), cfg)
+    assert coords.shape[0] == round(s.num_frames / 2)
+
+
+def test_augment_drops_hands(real_clip):
+    s = _prepared(real_clip)
+    cfg = AugmentConfig(speed=(1, 1), drop_hand=1.0)
+    right = s.layout.component_slice("RIGHT_HAND_LANDMARKS")
+    _, mask = augment(s.coords, s.mask, s.layout.hand_slices(), np.random.default_rng(3), cfg)
+    assert mask[:, right].sum() < s.mask[:, right].sum()
+
+
+@pytest.fixture()
+def entries(tmp_path, real_clip_path):
+    good = tmp_path / "a.pose"
+    good.write_bytes(real_clip_path.read_bytes())
+    bad = tmp_path / "b.pose"
+    bad.write_bytes(b"garbage")
+    return [ManifestEntry("a", good, gloss="A", sign_language="ase"),
+            ManifestEntry("b", bad, gloss="B", sign_language="ase"),
+            ManifestEntry("c", good, gloss="A A", sign_language="ase")]
+
+
+def test_cache_matches_direct_loading_and_skips_broken(tmp_path, entries):
+    config = DataConfig()
+    prepared = prepare_all(entries, config, cache_dir=tmp_path / "cache")
+    assert [e.id for e in prepared.entries] == ["a", "c"]
+    assert len(prepared.skipped) == 1 and prepared.skipped[0].startswith("b: ") and "b.pose" in prepared.skipped[0]
+    direct = SampleLoader(config).load(entries[0])
+    coords, mask = prepared.get(0)
+    np.testing.assert_array_equal(coords, direct.coords)
+    np.testing.assert_array_equal(mask, direct.mask)
+    again = prepare_all(entries, config, cache_dir=tmp_path / "cache")  # served from disk
+    np.testing.assert_array_equal(again.coords, prepared.coords)
+    assert again.skipped == prepared.skipped and [e.id for e in again.entries] == ["a", "c"]
+    other = prepare_all(entries, DataConfig(normalization="minmax"), cache_dir=tmp_path / "cache")
+    assert not np.allclose(other.coords, prepared.coords)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_prepared_dataset_augments_per_epoch(tmp_path, entries):
+    prepared = prepare_all(entries[:1], DataConfig())
+    ds = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(), seed=0)
+    first = ds[0]["pose"]
+    np.testing.assert_array_equal(first, ds[0]["pose"])
+    ds.set_epoch(1)
+    assert first.shape != ds[0]["pose"].shape or not np.allclose(first, ds[0]["pose"])
+    plain = PreparedDataset(prepared, target="gloss")
+    np.testing.assert_array_equal(plain[0]["pose"], prepared.get(0)[0])
+    assert plain[0]["label"] == "A"

@@ -1,0 +1,1 @@
+"""Models: the pose encoder (``pose_encoder``), the UMT5 text side (``text``), SignT5 (``modeling``), InfoNCE (``losses``)."""

@@ -1,0 +1,344 @@
+"""SignT5: pose encoder -> projection -> UMT5 decoder, plus the CLIP-style contrastive pre-training model.
+
+Both models share one config and name the pose tower ``encoder``, so a stage-1 (contrastive)
+checkpoint loads into the stage-2 (translation) model with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel, UMT5Config, UMT5EncoderModel
+from transformers import initialization as init
+from transformers.configuration_utils import SubConfigSpec
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.models.umt5.modeling_umt5 import UMT5Stack
+from transformers.utils import ModelOutput
+
+from signt5.data.dataset import DataConfig, resolve_components
+from signt5.data.layout import KeypointLayout, layout_by_name
+
+from .losses import LOGIT_SCALE_INIT, ContrastiveHead
+from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
+from .text import BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SOURCE_LAYOUT = "holistic_586"
+
+
+def selected_layout(data_config: DataConfig | None = None,
+                    source: KeypointLayout | str = DEFAULT_SOURCE_LAYOUT) -> KeypointLayout:
+    """The model's input layout: the data layer's selection (``DataConfig.components``) of ``source``."""
+    data_config = data_config or DataConfig()
+    source = layout_by_name(source) if isinstance(source, str) else source
+    return source.select(resolve_components(source, data_config.components))[0]
+
+
+def decoder_config(text_config: UMT5Config) -> UMT5Config:
+    """UMT5's decoder stack config: a copy with ``is_decoder`` set and the decoder's layer count."""
+    config = copy.deepcopy(text_config)
+    config.is_decoder = True
+    config.num_layers = text_config.num_decoder_layers
+    return config
+
+
+class SignT5Config(PreTrainedConfig):
+    """Pose encoder config + UMT5 config + the data preprocessing a checkpoint was trained with."""
+
+    model_type = "signt5"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(UMT5Config, init_kwargs={"vocab_size": BYTE_VOCAB_SIZE, **UMT5_PRESETS["cpu"]}),
+    }
+
+    text_config: UMT5Config | dict | None = None
+    pose_encoder: dict | None = None  # PoseEncoderConfig.to_dict(), layout included
+    data: dict | None = None  # DataConfig.to_dict()
+    sign_languages: list | None = None  # codes for conditioning; id = index + 1, 0 = unknown
+    target: str = "text"  # gloss | text
+    contrastive_dim: int = 256
+    freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
+    initializer_range: float = 0.02
+    is_encoder_decoder: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.data is None:
+            self.data = DataConfig().to_dict()
+        pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})
+        if pose.layout is None:
+            pose = pose.with_layout(selected_layout(DataConfig.from_dict(self.data)))
+        self.pose_encoder = pose.to_dict()
+        self.sign_languages = list(self.sign_languages or [])
+        # UMT5 ties lm_head to the embeddings (and rescales) unless the checkpoint had them apart (umt5-small)
+        self.tie_word_embeddings = bool(getattr(self.text_config, "scale_decoder_outputs", True))
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
+        """The UMT5 config; for the decoder side with its own layer count (generate() sizes its cache on it)."""
+        if decoder and not encoder:
+            return decoder_config(self.text_config)
+        return self.text_config
+
+    @property
+    def pose_encoder_config(self) -> PoseEncoderConfig:
+        return PoseEncoderConfig.from_dict(self.pose_encoder)
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig.from_dict(self.data)
+
+    def sign_language_ids(self, codes: Sequence[str | None]) -> list[int]:
+        """Conditioning ids for sign-language codes: index + 1, and 0 for unknown or missing codes."""
+        index = {code: i + 1 for i, code in enumerate(self.sign_languages)}
+        return [index.get(code, 0) if code else 0 for code in codes]
+
+
+def build_config(pose_encoder: PoseEncoderConfig, text_config: UMT5Config, data_config: DataConfig | None = None,
+                 sign_languages: Sequence[str] = (), target: str = "text", **kwargs: Any) -> SignT5Config:
+    """A SignT5Config whose pose layout and input dims follow the data config."""
+    data_config = data_config or DataConfig()
+    if pose_encoder.layout is None:
+        pose_encoder = pose_encoder.with_layout(selected_layout(data_config))
+    if pose_encoder.input_dims != data_config.dims:
+        raise ValueError(f"pose encoder takes {pose_encoder.input_dims} coordinates, the data gives {data_config.dims}")
+    return SignT5Config(text_config=text_config, pose_encoder=pose_encoder.to_dict(), data=data_config.to_dict(),
+                        sign_languages=list(sign_languages), target=target, **kwargs)
+
+
+@dataclass
+class PoseEncoderOutput(BaseModelOutput):
+    """Encoder output plus its (down-sampled) frame mask, which the decoder's cross-attention needs."""
+
+    attention_mask: torch.Tensor | None = None
+
+
+@dataclass
+class SignT5ContrastiveOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits_per_pose: torch.Tensor | None = None  # (B, B) scaled cosine similarities
+    pose_embeds: torch.Tensor | None = None  # (B, E), L2-normalised
+    text_embeds: torch.Tensor | None = None  # (B, E), L2-normalised
+
+
+class SignT5Encoder(nn.Module):
+    """Pose encoder + optional sign-language embedding + projection to the text model's width."""
+
+    main_input_name = "pose"
+
+    def __init__(self, config: SignT5Config):
+        super().__init__()
+        pose_config = config.pose_encoder_config
+        self.pose_encoder = PoseEncoder(pose_config)
+        n_languages = len(config.sign_languages)
+        self.language_embedding = (nn.Embedding(n_languages + 1, pose_config.d_model, padding_idx=0)
+                                   if n_languages else None)
+        self.projection = nn.Linear(pose_config.d_model, config.text_config.d_model)
+
+    def forward(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
+                **kwargs: Any) -> PoseEncoderOutput:
+        """pose (B, T, K, C), point_mask (B, T, K), frame_mask (B, T), sign_language_ids (B,)."""
+        if point_mask is None:
+            point_mask = torch.isfinite(pose).all(-1)
+        condition = None
+        if self.language_embedding is not None and sign_language_ids is not None:
+            condition = self.language_embedding(sign_language_ids)  # (B, D_pose)
+        x, mask = self.pose_encoder(pose, point_mask, frame_mask, condition)  # (B, T', D_pose), (B, T')
+        x = self.projection(x) * mask.unsqueeze(-1).to(x.dtype)  # (B, T', D_text)
+        return PoseEncoderOutput(last_hidden_state=x, attention_mask=mask)
+
+
+class SignT5PreTrainedModel(PreTrainedModel):
+    config: SignT5Config
+    config_class = SignT5Config
+    base_model_prefix = "signt5"
+    main_input_name = "pose"
+    _no_split_modules = ["UMT5Block", "TransformerBlock"]
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # Linear/Conv/Embedding ~ N(0, initializer_range), norms = 1
+        if isinstance(module, SpatialGCN):
+            init.zeros_(module.bias)
+        elif isinstance(module, ContrastiveHead):
+            init.constant_(module.logit_scale, LOGIT_SCALE_INIT)
+        elif isinstance(module, SignT5ForConditionalGeneration) and not self.config.tie_word_embeddings:
+            init.normal_(module.lm_head.weight, mean=0.0, std=self.config.text_config.initializer_factor)
+
+    def sign_language_ids(self, codes: Sequence[str | None]) -> torch.Tensor:
+        return torch.tensor(self.config.sign_language_ids(codes), dtype=torch.long, device=self.device)
+
+
+class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
+    """Pose encoder -> projection -> UMT5 decoder cross-attending to the pose features; works with generate()."""
+
+    _tied_weights_keys = {"lm_head.weight": "decoder.embed_tokens.weight"}
+    _keys_to_ignore_on_load_unexpected = [r"^text_encoder\.", r"^head\."]  # a stage-1 checkpoint's extra towers
+
+    def __init__(self, config: SignT5Config):
+        super().__init__(config)
+        self.encoder = SignT5Encoder(config)
+        self.decoder = UMT5Stack(decoder_config(config.text_config))
+        self.lm_head = nn.Linear(config.text_config.d_model, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_encoder(self, modality: str | None = None) -> SignT5Encoder:
+        return self.encoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.decoder.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        start = self.config.text_config.decoder_start_token_id
+        shifted = labels.new_full(labels.shape, start)
+        shifted[:, 1:] = labels[:, :-1]
+        return shifted.masked_fill(shifted == IGNORE_INDEX, self.config.text_config.pad_token_id)
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return self._shift_right(labels)
+
+    def forward(self, pose: torch.Tensor | None = None, point_mask: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
+                decoder_attention_mask: torch.Tensor | None = None,
+                encoder_outputs: PoseEncoderOutput | tuple | None = None, cache: Any = None,
+                use_cache: bool | None = None, **kwargs: Any) -> Seq2SeqLMOutput:
+        """Teacher-forced loss with ``labels`` (B, L; -100 = ignore), or one decoding step inside generate()."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
+        hidden = encoder_outputs[0]  # (B, T', D)
+        encoder_mask = getattr(encoder_outputs, "attention_mask", None)
+        if encoder_mask is None and frame_mask is not None:
+            encoder_mask = self.encoder.pose_encoder.output_mask(frame_mask)
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = self._shift_right(labels)
+        extra = {k: kwargs[k] for k in ("output_attentions", "output_hidden_states") if k in kwargs}
+        decoded = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
+                               encoder_hidden_states=hidden, encoder_attention_mask=encoder_mask,
+                               cache=cache, use_cache=use_cache, **extra)
+        sequence = decoded.last_hidden_state  # (B, L, D)
+        if self.config.tie_word_embeddings:
+            sequence = sequence * self.config.text_config.d_model ** -0.5
+        logits = self.lm_head(sequence)  # (B, L, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
+                               decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
+                               cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
+
+    def load_umt5_weights(self, source: str | Path | PreTrainedModel) -> None:
+        """Copy a pretrained UMT5's decoder, embeddings and lm_head (its encoder is not needed here)."""
+        umt5 = load_umt5(source) if isinstance(source, (str, Path)) else source
+        self.decoder.load_state_dict(umt5.decoder.state_dict())
+        self.lm_head.load_state_dict(umt5.lm_head.state_dict())
+
+    @classmethod
+    def from_umt5(cls, umt5_dir: str | Path, pose_encoder: PoseEncoderConfig, data_config: DataConfig | None = None,
+                  sign_languages: Sequence[str] = (), target: str = "text",
+                  **config_kwargs: Any) -> "SignT5ForConditionalGeneration":
+        """A new model around a local pretrained UMT5 (e.g. ``models/umt5``); the pose side starts random."""
+        umt5 = load_umt5(umt5_dir)
+        model = cls(build_config(pose_encoder, umt5.config, data_config, sign_languages, target, **config_kwargs))
+        model.load_umt5_weights(umt5)
+        return model
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of x (B, T, D) where mask (B, T) is True."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class SignT5ForContrastivePretraining(SignT5PreTrainedModel):
+    """Stage 1: pooled pose and pooled UMT5-encoder text embeddings aligned with symmetric InfoNCE.
+
+    With a pretrained UMT5 (``freeze_text_encoder``) only the pose tower and the head learn; from
+    scratch both towers train, CLIP-style.
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^lm_head\."]  # a stage-2 checkpoint's decoder
+
+    def __init__(self, config: SignT5Config):
+        super().__init__(config)
+        self.encoder = SignT5Encoder(config)
+        self.text_encoder = UMT5EncoderModel(config.text_config)  # its own embeddings: UMT5's shared table
+        width = config.text_config.d_model
+        self.head = ContrastiveHead(width, width, config.contrastive_dim)
+        self.post_init()
+        if config.freeze_text_encoder:
+            self.text_encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SignT5ForContrastivePretraining":
+        super().train(mode)
+        if self.config.freeze_text_encoder:
+            self.text_encoder.eval()  # a frozen tower keeps dropout off
+        return self
+
+    def pose_features(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
+                      frame_mask: torch.Tensor | None = None,
+                      sign_language_ids: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
+        return masked_mean(out.last_hidden_state, out.attention_mask)  # (B, D)
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_encoder):
+            hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return masked_mean(hidden, attention_mask.bool())  # (B, D)
+
+    def forward(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
+                **kwargs: Any) -> SignT5ContrastiveOutput:
+        """Pose batch + its texts (tokenised) -> InfoNCE loss; pair i is (pose i, text i)."""
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.text_config.pad_token_id).long()
+        pose_pooled = self.pose_features(pose, point_mask, frame_mask, sign_language_ids)
+        text_pooled = self.text_features(input_ids, attention_mask)
+        loss, pose_emb, text_emb = self.head(pose_pooled, text_pooled)
+        logits = self.head.clamped_logit_scale().exp() * pose_emb @ text_emb.t()
+        return SignT5ContrastiveOutput(loss=loss, logits_per_pose=logits, pose_embeds=pose_emb, text_embeds=text_emb)
+
+    def load_umt5_weights(self, source: str | Path | PreTrainedModel) -> None:
+        """Copy a pretrained UMT5's encoder (with its embeddings) into the text tower."""
+        umt5 = load_umt5(source) if isinstance(source, (str, Path)) else source
+        self.text_encoder.encoder.load_state_dict(umt5.encoder.state_dict())
+
+    @classmethod
+    def from_umt5(cls, umt5_dir: str | Path, pose_encoder: PoseEncoderConfig, data_config: DataConfig | None = None,
+                  sign_languages: Sequence[str] = (), target: str = "text",
+                  **config_kwargs: Any) -> "SignT5ForContrastivePretraining":
+        """A new contrastive model whose text tower is a local pretrained UMT5 encoder, frozen."""
+        umt5 = load_umt5(umt5_dir)
+        config_kwargs.setdefault("freeze_text_encoder", True)
+        model = cls(build_config(pose_encoder, umt5.config, data_config, sign_languages, target, **config_kwargs))
+        model.load_umt5_weights(umt5)
+        return model
+
+
+def model_inputs(batch: Mapping[str, Any], config: SignT5Config, tokenizer: Any = None,
+                 device: torch.device | str | None = None, max_target_length: int | None = None) -> dict[str, Any]:
+    """Turn a ``pad_batch`` batch into forward() keyword arguments (labels tokenised when a tokenizer is given)."""
+    from .text import tokenize_targets
+
+    inputs: dict[str, Any] = {k: batch[k].to(device) for k in ("pose", "point_mask", "frame_mask")}
+    if config.sign_languages:
+        ids = config.sign_language_ids(batch.get("sign_languages") or [None] * len(batch["pose"]))
+        inputs["sign_language_ids"] = torch.tensor(ids, dtype=torch.long, device=device)
+    if tokenizer is not None and batch.get("labels") is not None:
+        inputs["labels"] = tokenize_targets(tokenizer, batch["labels"], max_target_length).to(device)
+    return inputs

@@ -1,0 +1,175 @@
+"""SignT5 models with tiny configs and random weights: loss, generate, save/load, gradients, text side."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import UMT5ForConditionalGeneration
+
+from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
+from signt5.models.modeling import (SignT5Config, SignT5ForConditionalGeneration, SignT5ForContrastivePretraining,
+                                    build_config, model_inputs)
+from signt5.models.pose_encoder import PoseEncoderConfig
+from signt5.models.text import (BYTE_VOCAB_SIZE, IGNORE_INDEX, byte_tokenizer, load_tokenizer, pretrained_umt5_dir,
+                                tokenize_targets, umt5_config)
+
+from ..conftest import make_sample
+
+LANGUAGES = ["ase", "gsg", "bfi"]
+TEXTS = ["hello", "Straße", "мир"]
+
+
+def tiny_config(**kwargs) -> SignT5Config:
+    pose = PoseEncoderConfig(d_model=32, n_layers=1, n_heads=4, gcn_channels=8, gcn_layers=1, dropout=0.0)
+    return build_config(pose, umt5_config("tiny"), sign_languages=LANGUAGES, contrastive_dim=16, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """A real pad_batch of prepared fake samples (lengths 9, 14, 6)."""
+    items = []
+    for i, (frames, text, language) in enumerate(zip((9, 14, 6), TEXTS, ("ase", "gsg", "xxx"))):
+        sample = prepare_sample(make_sample("holistic_586", frames=frames, seed=i), DataConfig())
+        items.append({"id": str(i), "pose": sample.coords, "mask": sample.mask, "label": text,
+                      "sign_language": language})
+    return pad_batch(items)
+
+
+@pytest.fixture(scope="module")
+def model() -> SignT5ForConditionalGeneration:
+    torch.manual_seed(0)
+    return SignT5ForConditionalGeneration(tiny_config()).eval()
+
+
+def test_forward_gives_a_loss_near_chance(model, batch):
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    assert inputs["sign_language_ids"].tolist() == [1, 2, 0]  # unknown code -> 0
+    out = model(**inputs)
+    assert out.logits.shape == (3, inputs["labels"].shape[1], BYTE_VOCAB_SIZE)
+    assert abs(out.loss.item() - math.log(BYTE_VOCAB_SIZE)) < 1.5
+    assert out.encoder_last_hidden_state.shape == (3, 7, 32)  # ceil(14 / 2) frames after down-sampling
+
+
+def test_sample_alone_or_batched_gives_the_same_logits(model, batch):
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    batched = model(**inputs).logits
+    n = int(batch["frame_mask"][2].sum())  # the shortest sample, 6 frames, alone
+    alone = model(pose=inputs["pose"][2:, :n], point_mask=inputs["point_mask"][2:, :n],
+                  frame_mask=inputs["frame_mask"][2:, :n], sign_language_ids=inputs["sign_language_ids"][2:],
+                  labels=inputs["labels"][2:]).logits
+    torch.testing.assert_close(batched[2:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_sign_language_conditioning(model, batch):
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    ids = inputs.pop("sign_language_ids")
+    unconditioned = model(**inputs).logits
+    unknown = model(**inputs, sign_language_ids=torch.zeros_like(ids)).logits
+    other = model(**inputs, sign_language_ids=torch.full_like(ids, 3)).logits
+    torch.testing.assert_close(unconditioned, unknown)  # id 0 means "no conditioning"
+    assert not torch.allclose(unconditioned, other)
+
+
+def greedy_reference(model, inputs, steps: int) -> torch.Tensor:
+    """Greedy decoding by hand: re-run the full decoder each step, no cache."""
+    encoded = model.get_encoder()(**inputs)
+    ids = torch.zeros(inputs["pose"].shape[0], 1, dtype=torch.long)
+    for _ in range(steps):
+        logits = model(encoder_outputs=encoded, decoder_input_ids=ids, use_cache=False).logits
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return ids
+
+
+def test_generate_greedy_matches_manual_decoding_and_beam_search_runs(model, batch):
+    inputs = model_inputs(batch, model.config)
+    greedy = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    reference = greedy_reference(model, inputs, greedy.shape[1] - 1)
+    eos = model.config.text_config.eos_token_id
+    for row, ref in zip(greedy.tolist(), reference.tolist()):  # rows may stop early at eos, then pad
+        stop = row.index(eos) + 1 if eos in row else len(row)
+        assert row[:stop] == ref[:stop]
+    beams = model.generate(**inputs, max_new_tokens=6, num_beams=3, num_return_sequences=2)
+    assert beams.shape[0] == 6 and beams.shape[1] <= 7
+    assert len(byte_tokenizer().batch_decode(beams, skip_special_tokens=True)) == 6
+
+
+def test_save_and_load_give_identical_outputs(model, batch, tmp_path):
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = SignT5ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert loaded.config.pose_encoder == model.config.pose_encoder and loaded.config.data == model.config.data
+    assert loaded.config.sign_languages == LANGUAGES
+    torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.generate(**inputs, max_new_tokens=4, num_beams=2),
+                               model.generate(**inputs, max_new_tokens=4, num_beams=2))
+
+
+def trainable_without_grad(model: torch.nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)]
+
+
+def test_one_backward_step_reaches_every_trainable_parameter(batch):
+    torch.manual_seed(0)
+    model = SignT5ForConditionalGeneration(tiny_config()).train()
+    model(**model_inputs(batch, model.config, byte_tokenizer())).loss.backward()
+    assert trainable_without_grad(model) == []
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_contrastive_model_trains_the_right_towers(batch, frozen, tmp_path):
+    torch.manual_seed(0)
+    model = SignT5ForContrastivePretraining(tiny_config(freeze_text_encoder=frozen)).train()
+    assert model.text_encoder.training is not frozen
+    text = byte_tokenizer()(batch["labels"], padding=True, return_tensors="pt")
+    inputs = model_inputs(batch, model.config)
+    out = model(**inputs, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+    assert out.logits_per_pose.shape == (3, 3) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert trainable_without_grad(model) == []
+    text_params = [p for p in model.text_encoder.parameters()]
+    assert all(p.grad is None for p in text_params) if frozen else all(p.grad is not None for p in text_params)
+    model.eval().save_pretrained(tmp_path)
+    loaded = SignT5ForContrastivePretraining.from_pretrained(tmp_path).eval()
+    again = model(**inputs, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+    torch.testing.assert_close(
+        loaded(**inputs, input_ids=text["input_ids"], attention_mask=text["attention_mask"]).logits_per_pose,
+        again.logits_per_pose)
+    stage2 = SignT5ForConditionalGeneration.from_pretrained(tmp_path)  # stage 1 -> stage 2: the pose tower carries
+    torch.testing.assert_close(stage2.encoder.state_dict(), model.encoder.state_dict())
+
+
+def test_byte_tokenizer_is_offline_and_covers_every_alphabet():
+    tok = byte_tokenizer()
+    assert len(tok) == BYTE_VOCAB_SIZE and (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+    assert tok("é")["input_ids"] == [0xC3 + 3, 0xA9 + 3, 1]
+    texts = TEXTS + ["手話", "שלום", "ASL fingerspelling"]
+    assert tok.batch_decode(tok(texts, padding=True)["input_ids"], skip_special_tokens=True) == texts
+    labels = tokenize_targets(tok, ["a", "abc"])
+    assert labels.tolist() == [[100, 1, IGNORE_INDEX, IGNORE_INDEX], [100, 101, 102, 1]]
+
+
+def test_local_pretrained_umt5_is_used_when_present(tmp_path, batch):
+    assert pretrained_umt5_dir(tmp_path) is None
+    torch.manual_seed(0)
+    umt5 = UMT5ForConditionalGeneration(umt5_config("tiny", tie_word_embeddings=False))  # like umt5-small
+    umt5.save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    assert pretrained_umt5_dir(tmp_path) == tmp_path
+    assert load_tokenizer(tmp_path)("ab")["input_ids"] == [100, 101, 1]
+    pose = PoseEncoderConfig(d_model=32, n_layers=1, n_heads=4, gcn_channels=8, gcn_layers=1, dropout=0.0)
+    model = SignT5ForConditionalGeneration.from_umt5(tmp_path, pose, sign_languages=LANGUAGES).eval()
+    assert not model.config.tie_word_embeddings
+    torch.testing.assert_close(model.lm_head.weight, umt5.lm_head.weight)
+    torch.testing.assert_close(model.decoder.state_dict(), umt5.decoder.state_dict())
+    contrastive = SignT5ForContrastivePretraining.from_umt5(tmp_path, pose)
+    assert contrastive.config.freeze_text_encoder
+    torch.testing.assert_close(contrastive.text_encoder.encoder.state_dict(), umt5.encoder.state_dict())
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    model.save_pretrained(tmp_path / "signt5")
+    loaded = SignT5ForConditionalGeneration.from_pretrained(tmp_path / "signt5").eval()
+    assert not loaded.config.tie_word_embeddings
+    torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)

@@ -34,3 +34,31 @@ def make_sample(layout: KeypointLayout | str, frames: int = 12, seed: int = 0, f
     coords = rng.uniform(50, 400, size=(frames, layout.num_points, 2)).astype(np.float32)
     mask = np.ones((frames, layout.num_points), dtype=bool)
     return PoseSample(coords, mask, fps, layout, (640, 480), "pixels", f"fake-{seed}", "memory")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A real fingerspelling corpus in miniature: 2 sign languages, 6/2/2/2 words each, .pose + data.pkl."""
+    from signt5.data.fingerspelling import CorpusConfig, build_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    build_corpus(CorpusConfig(output_dir=str(out), sign_languages=["ase", "ukl"], train_words=6, dev_words=2,
+                              test_words=2, test_shifted_words=2, seed=0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_config(tmp_path_factory):
+    """A pose encoder small enough to train for a few steps in a test."""
+    from signt5.models.pose_encoder import PoseEncoderConfig
+
+    path = tmp_path_factory.mktemp("configs") / "pose_tiny.json"
+    PoseEncoderConfig(gcn_channels=8, gcn_layers=1, d_model=32, n_layers=1, n_heads=2, dropout=0.1).to_json(path)
+    return path
+
+
+def tiny_train_args(corpus, pose_config, output_dir, *extra: str) -> list[str]:
+    """CLI flags for a few-step run on the tiny corpus with tiny models."""
+    return ["--manifest", str(corpus / "manifest.csv"), "--output_dir", str(output_dir), "--pose_config",
+            str(pose_config), "--text_config", "tiny", "--umt5_dir", str(output_dir / "no-umt5"), "--batch_size",
+            "4", "--num_workers", "0", "--epochs", "2", *extra]

@@ -59,6 +59,72 @@ def _run_data_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a manifest split: BLEU, chrF, ROUGE-L, WER, CER, exact match")
+    p.add_argument("--model_dir", default="output/sign_language_model", help="run folder or checkpoint folder")
+    p.add_argument("--data_dir", default=None, help="folder holding manifest.csv")
+    p.add_argument("--manifest", default=None, help="manifest CSV/JSONL (default: data/fingerspelling/manifest.csv)")
+    p.add_argument("--split", default="test", help="split to score ('all' for every row)")
+    p.add_argument("--target", choices=["gloss", "text"], default=None, help="default: what the model learned")
+    p.add_argument("--output_file", default="evaluation_results.txt")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--num_beams", type=int, default=1)
+    p.add_argument("--max_samples", type=int, default=None)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _manifest_arg(args: argparse.Namespace) -> str:
+    if args.manifest:
+        return args.manifest
+    return str(Path(args.data_dir or "data/fingerspelling") / "manifest.csv")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import evaluate_model, write_results
+
+    split = None if args.split == "all" else args.split
+    result = evaluate_model(args.model_dir, _manifest_arg(args), split, args.target, args.batch_size,
+                            args.num_beams, args.max_samples)
+    paths = write_results(result, args.output_file)
+    print(result.to_text())
+    print("\nwrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="translate one sample, every sample of a file, or a folder of .pose files")
+    p.add_argument("--model_dir", default="output/sign_language_model", help="run folder or checkpoint folder")
+    p.add_argument("--input_file", required=True, help=".pose, data.pkl, .npz/.npy, or a folder")
+    p.add_argument("--sample_id", default=None, help="one sample of a data.pkl/.npz")
+    p.add_argument("--sign_language", default=None, help="ISO 639-3 code, e.g. ase (default: the sample's own)")
+    p.add_argument("--num_beams", type=int, default=1)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="one JSON object per sample")
+    p.set_defaults(func=_run_infer)
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .inference import Predictor, predict_files
+
+    start = time.perf_counter()
+    predictor = Predictor.load(args.model_dir)
+    loaded = time.perf_counter() - start
+    predictions, timing = predict_files(predictor, args.input_file, args.sample_id, args.sign_language,
+                                        args.num_beams, args.batch_size)
+    for p in predictions:
+        if args.json:
+            print(json.dumps({"id": p.sample_id, "text": p.text, "sign_language": p.sign_language,
+                              "source": p.source}, ensure_ascii=False))
+        else:
+            print(f"{p.sample_id}\t{p.text}" if len(predictions) > 1 else p.text)
+    logger.info("model loaded in %.2f s; %d sample(s) read in %.2f s, predicted in %.2f s", loaded,
+                len(predictions), timing["read_seconds"], timing["predict_seconds"])
+    return 0
+
+
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("visualize", help="HTML player, PNG grid, GIF or MP4 of one pose sample")
     p.add_argument("--input_file", required=True, help=".pose, data.pkl or .npz")
@@ -121,12 +187,105 @@ def _run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
+    from .training.config import TrainConfig
+
+    d = TrainConfig(stage=stage)
+    p.add_argument("--config", default=None, help="a train_config.json to start from (flags override it)")
+    p.add_argument("--data_dir", default=None, help="folder holding manifest.csv (default: data/fingerspelling)")
+    p.add_argument("--manifest", default=None, help=f"manifest CSV/JSONL (default: {d.manifest})")
+    p.add_argument("--output_dir", default=None)
+    p.add_argument("--pose_config", default=None, help=f"pose encoder JSON (default: {d.pose_config})")
+    p.add_argument("--text_config", default=None, help="UMT5 preset (tiny, cpu) or JSON, without pretrained weights")
+    p.add_argument("--umt5_dir", default=None, help=f"local pretrained UMT5, used when present (default: {d.umt5_dir})")
+    p.add_argument("--target", choices=["gloss", "text"], default=None, help="label column to learn (default: gloss)")
+    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_steps", int),
+                       ("stop_after_steps", int), ("grad_accum", int), ("num_workers", int), ("patience", int),
+                       ("save_every_steps", int), ("max_eval_samples", int), ("weight_decay", float)):
+        p.add_argument(f"--{name}", type=kind, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint-last")
+    p.add_argument("--no_augment", action="store_true", help="switch off on-the-fly augmentation")
+    p.add_argument("--no_sign_language", action="store_true", help="no sign-language conditioning")
+
+
+def _train_config(args: argparse.Namespace, stage: str, default_output: str):
+    from .training.config import TrainConfig
+
+    base = TrainConfig.load(args.config).to_dict() if args.config else {"output_dir": default_output}
+    base["stage"] = stage
+    if args.data_dir:
+        base["manifest"] = str(Path(args.data_dir) / "manifest.csv")
+    for name in ("manifest", "output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
+                 "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
+                 "patience", "save_every_steps", "max_eval_samples", "weight_decay"):
+        value = getattr(args, name)
+        if value is not None:
+            base[name] = value
+    if args.resume:
+        base["resume"] = True
+    if args.no_sign_language:
+        base["sign_language_conditioning"] = False
+    config = TrainConfig.from_dict(base)
+    if args.no_augment:
+        config.augment.enabled = False
+    return config
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="stage 1: contrastive (InfoNCE) pre-training of the pose encoder")
+    _add_train_args(p, "pretrain")
+    p.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from .training.trainer import train
+
+    summary = train(_train_config(args, "pretrain", "output/pose_encoder_contrastive"))
+    _print_summary(summary)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="stage 2: pose encoder + UMT5 decoder, sign-to-text generation")
+    _add_train_args(p, "finetune")
+    p.add_argument("--contrastive_model_dir", default=None, help="stage-1 run whose pose encoder to start from")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .training.trainer import train
+
+    config = _train_config(args, "finetune", "output/sign_language_model")
+    if args.contrastive_model_dir:
+        config.init_from = args.contrastive_model_dir
+    _print_summary(train(config))
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    from .training.trainer import is_main_process
+
+    if not is_main_process():
+        return
+    score = summary["best_score"]
+    print(f"{summary['stage']}: {summary['steps']} steps, {summary['epochs']} epochs, stopped by "
+          f"{summary['stopped']}; best dev score {'n/a' if score is None else f'{score:.2f}'}; "
+          f"{summary['train_samples_per_second']:.1f} samples/s, "
+          f"{100 * summary['data_wait_share']:.1f}% of step time waiting for data; saved in {summary['output_dir']}")
+    if summary["skipped_samples"]:
+        print(f"{len(summary['skipped_samples'])} unreadable sample(s) skipped (see the log)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signt5", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_build_fingerspelling(sub)
     _add_data_summary(sub)
+    _add_pretrain(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_infer(sub)
     _add_visualize(sub)
     _add_download(sub)
     return parser

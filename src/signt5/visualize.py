@@ -8,7 +8,6 @@ Missing keypoints are never drawn, and limbs only join two present points.
 
 from __future__ import annotations
 
-import difflib
 import html
 import io
 import json
@@ -23,8 +22,7 @@ import numpy as np
 
 from .data.errors import PoseDataError, SignT5Error
 from .data.normalize import to_pixel_space
-from .data.readers import (ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, read_pickle_keys, read_pose_file,
-                           read_samples, sample_from_record)
+from .data.readers import load_sample
 from .data.sample import PoseSample
 
 if TYPE_CHECKING:
@@ -101,43 +99,6 @@ def sample_label(sample: PoseSample) -> str | None:
         if isinstance(value, str):
             return value
     return None
-
-
-def _pick_id(ids: Sequence[str], sample_id: str | None, source: str) -> str:
-    """Resolve the requested sample id, or raise listing close matches (or the file's ids)."""
-    if sample_id is None:
-        if len(ids) == 1:
-            return ids[0]
-        shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
-        raise PoseDataError(f"the file holds {len(ids)} samples; choose one with a sample id ({shown})", source=source)
-    if sample_id in ids:
-        return sample_id
-    close = difflib.get_close_matches(sample_id, ids, n=5, cutoff=0.6)
-    hint = (f"close matches: {', '.join(close)}" if close else
-            f"no close match; the file's first ids: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}")
-    raise PoseDataError(f"no sample {sample_id!r} among {len(ids)}; {hint}", source=source)
-
-
-def load_sample(input_file: str | Path, sample_id: str | None = None,
-                person: int | str = "most_confident") -> PoseSample:
-    """Read one sample from a ``.pose`` file, a ``data.pkl`` or an ``.npz``, choosing it by id."""
-    path = Path(input_file)
-    if not path.is_file():
-        raise PoseDataError("file not found", source=str(path))
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        records = read_pickle_keys(path)
-        chosen = _pick_id(list(records), sample_id, str(path))
-        return sample_from_record(records[chosen], str(path), chosen, person=person)
-    if suffix in POSE_SUFFIXES:
-        sample = read_pose_file(path, person=person)
-        _pick_id([str(sample.sample_id)], sample_id, str(path))
-        return sample
-    if suffix in ARRAY_SUFFIXES:
-        samples = read_samples(path, person=person)
-        return samples[_pick_id(list(samples), sample_id, str(path))]
-    raise PoseDataError(f"unknown pose file type {suffix!r}; expected one of "
-                        f"{POSE_SUFFIXES + PICKLE_SUFFIXES + ARRAY_SUFFIXES}", source=str(path))
 
 
 def _view_box(sample: PoseSample, parts: Sequence[_Part], fit: Fit) -> tuple[float, float, float, float]:

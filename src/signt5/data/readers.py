@@ -5,12 +5,13 @@ Every failure is a :class:`PoseDataError` naming the file (and sample).
 
 from __future__ import annotations
 
+import difflib
 import io
 import logging
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -222,6 +223,43 @@ def read_samples(path: str | Path, **kwargs) -> dict[str, PoseSample]:
         return read_pickle(path, **kwargs)
     if suffix in ARRAY_SUFFIXES:
         return read_numpy(path, **kwargs)
+    raise PoseDataError(f"unknown pose file type {suffix!r}; expected one of "
+                        f"{POSE_SUFFIXES + PICKLE_SUFFIXES + ARRAY_SUFFIXES}", source=str(path))
+
+
+def pick_sample_id(ids: Sequence[str], sample_id: str | None, source: str) -> str:
+    """Resolve the requested sample id, or raise listing close matches (or the file's ids)."""
+    if sample_id is None:
+        if len(ids) == 1:
+            return ids[0]
+        shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+        raise PoseDataError(f"the file holds {len(ids)} samples; choose one with a sample id ({shown})", source=source)
+    if sample_id in ids:
+        return sample_id
+    close = difflib.get_close_matches(sample_id, ids, n=5, cutoff=0.6)
+    hint = (f"close matches: {', '.join(close)}" if close else
+            f"no close match; the file's first ids: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}")
+    raise PoseDataError(f"no sample {sample_id!r} among {len(ids)}; {hint}", source=source)
+
+
+def load_sample(input_file: str | Path, sample_id: str | None = None,
+                person: int | str = "most_confident") -> PoseSample:
+    """Read one sample from a ``.pose`` file, a ``data.pkl`` or an ``.npz``, choosing it by id."""
+    path = Path(input_file)
+    if not path.is_file():
+        raise PoseDataError("file not found", source=str(path))
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        records = read_pickle_keys(path)
+        chosen = pick_sample_id(list(records), sample_id, str(path))
+        return sample_from_record(records[chosen], str(path), chosen, person=person)
+    if suffix in POSE_SUFFIXES:
+        sample = read_pose_file(path, person=person)
+        pick_sample_id([str(sample.sample_id)], sample_id, str(path))
+        return sample
+    if suffix in ARRAY_SUFFIXES:
+        samples = read_samples(path, person=person)
+        return samples[pick_sample_id(list(samples), sample_id, str(path))]
     raise PoseDataError(f"unknown pose file type {suffix!r}; expected one of "
                         f"{POSE_SUFFIXES + PICKLE_SUFFIXES + ARRAY_SUFFIXES}", source=str(path))
 

@@ -1,0 +1,93 @@
+"""Evaluate a trained model on any manifest split: metrics overall and per sign language, and result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.errors import SignT5Error
+from ..data.manifest import check_labels, read_manifest
+from ..inference import Predictor
+from .metrics import MetricReport, compute_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    model_dir: str
+    manifest: str
+    split: str | None
+    target: str
+    num_beams: int
+    ids: list[str]
+    references: list[str]
+    hypotheses: list[str]
+    sign_languages: list[str]
+    report: MetricReport
+    samples_per_second: float
+    skipped: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        lines = [f"model: {self.model_dir}", f"data: {self.manifest} (split: {self.split or 'all'}), "
+                 f"target: {self.target}, beams: {self.num_beams}",
+                 f"samples: {len(self.ids)} ({self.samples_per_second:.1f} samples/s)", "", self.report.to_text()]
+        if self.skipped:
+            lines += ["", f"skipped {len(self.skipped)} unreadable sample(s):"] + [f"  {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_dir": self.model_dir, "manifest": self.manifest, "split": self.split, "target": self.target,
+                "num_beams": self.num_beams, "count": len(self.ids), "samples_per_second": self.samples_per_second,
+                "metrics": self.report.to_dict(), "skipped": self.skipped}
+
+
+def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | None = "test",
+                   target: str | None = None, batch_size: int = 8, num_beams: int = 1,
+                   max_samples: int | None = None, predictor: Predictor | None = None) -> EvaluationResult:
+    """Decode every sample of ``split`` and score it; unreadable samples are skipped and listed."""
+    from ..data.cache import prepare_all
+
+    predictor = predictor or Predictor.load(model_dir)
+    target = target or predictor.target
+    if target != predictor.target:
+        logger.warning("the model was trained on %r; scoring it against %r", predictor.target, target)
+    entries = read_manifest(manifest, split=split)[:max_samples]
+    if not entries:
+        raise SignT5Error(f"{manifest}: no samples in split {split!r}")
+    check_labels(entries, target, manifest)
+    data = prepare_all(entries, predictor.data_config)
+    items, skipped = [], list(data.skipped)
+    for i, entry in enumerate(data.entries):
+        coords, mask = data.get(i)
+        items.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
+                      "sign_language": entry.sign_language})
+    if items and items[0]["pose"].shape[1] != predictor.layout.num_points:
+        raise SignT5Error(f"{manifest}: samples have {items[0]['pose'].shape[1]} points after preprocessing, the "
+                          f"model takes {predictor.layout.num_points}: a different keypoint layout")
+    hyps, speed = predictor.predict_items(items, num_beams, batch_size)
+    refs = [item["label"] for item in items]
+    languages = [item["sign_language"] or "(none)" for item in items]
+    report = compute_metrics(refs, hyps, languages)
+    return EvaluationResult(str(predictor.model_dir), str(manifest), split, target, num_beams,
+                            [item["id"] for item in items], refs, hyps, languages, report, speed, skipped)
+
+
+def write_results(result: EvaluationResult, output_file: str | Path) -> list[Path]:
+    """The readable results file, ``<stem>.json`` with every figure and ``<stem>.csv`` per sample."""
+    output = Path(output_file)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = output.with_suffix(".json"), output.with_suffix(".csv")
+    if output.suffix.lower() in (".json", ".csv"):
+        raise SignT5Error(f"--output_file {output}: give a .txt name; the .json and .csv are written beside it")
+    output.write_text(result.to_text() + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "sign_language", "reference", "hypothesis"])
+        writer.writerows(zip(result.ids, result.sign_languages, result.references, result.hypotheses))
+    return [output, json_path, csv_path]

@@ -1,0 +1,118 @@
+"""Translate pose files with a trained model: one sample, a file, or a folder of files.
+
+The model's checkpoint carries its preprocessing (``DataConfig``) and input layout, so a
+sample is prepared exactly as in training, and a file whose keypoints cannot be mapped
+onto the model's layout is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .data.dataset import DataConfig, prepare_sample
+from .data.errors import LayoutError, PoseDataError
+from .data.readers import ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, load_sample, read_samples
+from .data.sample import PoseSample
+from .evaluation.generate import generate_texts
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    sample_id: str
+    text: str
+    source: str
+    sign_language: str = ""
+
+
+class Predictor:
+    """A loaded model with its tokenizer and preprocessing; ``predict_samples`` decodes in batches."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_dir: Path):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        self.data_config = DataConfig.from_dict(model.config.data)
+        self.layout = model.config.pose_encoder_config.keypoint_layout
+        self.target = model.config.target
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Predictor":
+        """Load from a run folder (its ``checkpoint-best``) or a checkpoint folder."""
+        from .training.model_setup import load_run_model, resolve_model_dir
+
+        folder = resolve_model_dir(model_dir)
+        model, tokenizer = load_run_model(folder)
+        device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device).eval()
+        logger.info("model from %s (target: %s) on %s", folder, model.config.target, device)
+        return cls(model, tokenizer, folder)
+
+    def prepare(self, sample: PoseSample) -> dict:
+        """Model input for one sample; a layout the model was not trained on is a clear error."""
+        try:
+            prepared = prepare_sample(sample, self.data_config)
+        except LayoutError as e:
+            raise sample.error(f"cannot be mapped onto the model's input layout: {e}") from None
+        ours = [(c.name, c.points) for c in prepared.layout.components]
+        theirs = [(c.name, c.points) for c in self.layout.components]
+        if ours != theirs:
+            raise sample.error(
+                f"keypoint layout {sample.layout.name!r} gives {prepared.num_points} points "
+                f"({', '.join(n for n, _ in ours)}) but the model was trained on {self.layout.num_points} "
+                f"({', '.join(n for n, _ in theirs)}); convert the poses to the training layout")
+        return {"id": sample.sample_id, "pose": prepared.coords, "mask": prepared.mask, "label": "",
+                "sign_language": sample.labels.get("sign_language", "")}
+
+    def predict_items(self, items: Sequence[dict], num_beams: int = 1, batch_size: int = 8,
+                      max_new_tokens: int = 64) -> tuple[list[str], float]:
+        return generate_texts(self.model, self.tokenizer, items, batch_size, num_beams, max_new_tokens)
+
+    def predict_samples(self, samples: Sequence[PoseSample], sign_language: str | None = None, num_beams: int = 1,
+                        batch_size: int = 8) -> list[str]:
+        items = [self.prepare(s) for s in samples]
+        if sign_language:
+            for item in items:
+                item["sign_language"] = sign_language
+        return self.predict_items(items, num_beams, batch_size)[0]
+
+
+def collect_samples(input_file: str | Path, sample_id: str | None = None) -> list[PoseSample]:
+    """The samples named by ``input_file`` (+ ``sample_id``): a file, every sample of a data file, or a folder."""
+    path = Path(input_file)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in POSE_SUFFIXES + ARRAY_SUFFIXES)
+        if not files:
+            raise PoseDataError(f"no {POSE_SUFFIXES + ARRAY_SUFFIXES} files in this folder", source=str(path))
+        return [s for f in files for s in read_samples(f).values()]
+    if sample_id is not None or path.suffix.lower() in POSE_SUFFIXES:
+        return [load_sample(path, sample_id)]
+    if not path.is_file():
+        raise PoseDataError("file not found", source=str(path))
+    if path.suffix.lower() in PICKLE_SUFFIXES + ARRAY_SUFFIXES:
+        return list(read_samples(path).values())
+    return [load_sample(path, sample_id)]
+
+
+def predict_files(predictor: Predictor, input_file: str | Path, sample_id: str | None = None,
+                  sign_language: str | None = None, num_beams: int = 1,
+                  batch_size: int = 8) -> tuple[list[Prediction], dict[str, float]]:
+    """Predictions for everything ``input_file`` names, plus timings (seconds, samples/s)."""
+    start = time.perf_counter()
+    samples = collect_samples(input_file, sample_id)
+    loaded = time.perf_counter()
+    texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size)
+    done = time.perf_counter()
+    predictions = [Prediction(str(s.sample_id), t, str(s.source), sign_language or s.labels.get("sign_language", ""))
+                   for s, t in zip(samples, texts)]
+    timing = {"read_seconds": loaded - start, "predict_seconds": done - loaded,
+              "samples_per_second": len(samples) / max(done - loaded, 1e-9)}
+    return predictions, timing
+

@@ -1,0 +1,90 @@
+"""Checkpoints that survive being killed mid-write, and the state a resumed run needs.
+
+A checkpoint folder is written as ``<name>.tmp`` and swapped into place with
+``os.replace``; the previous one is kept as ``<name>.old`` until the swap is done, so
+at any instant either a complete new or a complete old checkpoint exists, and a
+half-written ``.tmp`` is never picked up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "training_state.pt"
+
+
+def write_checkpoint_dir(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_dir)`` and atomically make ``tmp_dir`` the folder ``target``."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+
+
+def find_checkpoint(target: str | Path) -> Path | None:
+    """The complete checkpoint at ``target``, or its ``.old`` twin if a swap was interrupted; never ``.tmp``."""
+    target = Path(target)
+    for candidate in (target, target.with_name(target.name + ".old")):
+        if (candidate / STATE_FILE).exists() or (candidate / "config.json").exists():
+            return candidate
+    return None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state()[1].tolist(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), 0, 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(folder: Path, state: dict[str, Any]) -> None:
+    torch.save(state, folder / STATE_FILE)
+
+
+def load_training_state(folder: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: a checkpoint from elsewhere cannot run code."""
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False))

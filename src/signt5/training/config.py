@@ -1,0 +1,79 @@
+"""Training run configuration: one dataclass for both stages, saved as ``train_config.json`` in each run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from signt5.data.augment import AugmentConfig
+from signt5.data.dataset import DataConfig
+
+STAGES = ("pretrain", "finetune")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; each default works on a 2-core CPU with the fingerspelling corpus."""
+
+    stage: str = "finetune"  # pretrain (stage 1, contrastive) | finetune (stage 2, generation)
+    manifest: str = "data/fingerspelling/manifest.csv"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    output_dir: str = "output/sign_language_model"
+    pose_config: str = "configs/pose_encoder_cpu.json"
+    text_config: str = "cpu"  # UMT5 preset (tiny, cpu) or JSON file, used without pretrained weights
+    umt5_dir: str = "models/umt5"  # a local pretrained UMT5, used when present
+    init_from: str | None = None  # stage 2: the stage-1 run (its pose encoder initialises ours)
+    target: str = "gloss"  # gloss | text
+    sign_language_conditioning: bool = True
+    epochs: int = 30
+    max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
+    stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_workers: int = 1  # data-loader worker processes (augmentation runs there)
+    save_every_steps: int = 0  # also checkpoint every N steps (0: at each epoch end only)
+    eval_every_epochs: int = 1
+    patience: int = 8  # early stopping: epochs without a better dev score
+    max_eval_samples: int | None = 400
+    eval_batch_size: int = 64
+    num_beams: int = 1  # dev decoding (evaluate.py can use more)
+    max_target_length: int = 64
+    max_nonfinite_steps: int = 5  # stop after this many non-finite losses in a row
+    resume: bool = False
+    log_every_steps: int = 10
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.target not in ("gloss", "text"):
+            raise ValueError(f"target must be gloss or text, got {self.target!r}")
+        if isinstance(self.data, Mapping):
+            self.data = DataConfig.from_dict(self.data)
+        if isinstance(self.augment, Mapping):
+            self.augment = AugmentConfig.from_dict(self.augment)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"], d["augment"] = self.data.to_dict(), self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,80 @@
+"""Building a stage's model and tokenizer: from scratch, around a local pretrained UMT5, or from a run folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from signt5.data.errors import SignT5Error
+from signt5.models.modeling import (SignT5ForConditionalGeneration, SignT5ForContrastivePretraining, build_config)
+from signt5.models.pose_encoder import PoseEncoderConfig
+from signt5.models.text import load_tokenizer, pretrained_umt5_dir, umt5_config
+
+from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def model_class(stage: str) -> type:
+    return SignT5ForContrastivePretraining if stage == "pretrain" else SignT5ForConditionalGeneration
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A checkpoint folder itself, or a run folder's ``checkpoint-best`` (else ``checkpoint-last``)."""
+    path = Path(path)
+    for candidate in (path, path / "checkpoint-best", path / "checkpoint-last"):
+        if (candidate / "config.json").is_file() and any(candidate.glob("*.safetensors")):
+            return candidate
+    if not path.exists():
+        raise SignT5Error(f"model directory {path} does not exist")
+    raise SignT5Error(f"{path} is not a signt5 model: no config.json + *.safetensors in it, "
+                      f"nor in its checkpoint-best/ or checkpoint-last/")
+
+
+def load_run_model(path: str | Path, cls: type = SignT5ForConditionalGeneration) -> tuple[Any, Any]:
+    """Model and tokenizer saved by a run (``save_pretrained``)."""
+    folder = resolve_model_dir(path)
+    try:
+        model = cls.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError) as e:
+        raise SignT5Error(f"{folder}: could not load the model ({type(e).__name__}: {e})") from None
+    return model, load_tokenizer(folder)
+
+
+def build_model(config: TrainConfig, sign_languages: Sequence[str]) -> tuple[Any, Any]:
+    """A fresh model for ``config.stage``; stage 2 takes its pose encoder from a stage-1 run when given."""
+    pose_config = PoseEncoderConfig.from_json(config.pose_config)
+    languages = list(sign_languages) if config.sign_language_conditioning else []
+    cls = model_class(config.stage)
+    pretrained = pretrained_umt5_dir(config.umt5_dir)
+    tokenizer = load_tokenizer(pretrained)
+    if pretrained is not None:
+        model = cls.from_umt5(pretrained, pose_config, config.data, languages, config.target)
+        if config.stage == "pretrain":
+            logger.info("stage 1: text tower = pretrained UMT5 encoder from %s, frozen", pretrained)
+    else:
+        text = umt5_config(config.text_config, vocab_size=len(tokenizer))
+        model = cls(build_config(pose_config, text, config.data, languages, config.target))
+        if config.stage == "pretrain":
+            logger.info("stage 1: no pretrained UMT5 in %s, so both towers train from scratch (CLIP-style); "
+                        "aligning to a frozen random text encoder would align to noise", config.umt5_dir)
+    if config.stage == "finetune" and config.init_from:
+        load_pose_encoder(model, config.init_from)
+    return model, tokenizer
+
+
+def load_pose_encoder(model: Any, source: str | Path) -> None:
+    """Copy the pose tower (``encoder.*``) of a stage-1 run into ``model``; shapes must match."""
+    folder = resolve_model_dir(source)
+    from safetensors.torch import load_file
+
+    weights = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        weights.update({k[len("encoder."):]: v for k, v in load_file(str(file)).items() if k.startswith("encoder.")})
+    try:
+        model.encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise SignT5Error(f"{folder}: its pose encoder does not fit this model (same --pose_config, data and sign "
+                          f"languages needed): {str(e).splitlines()[0]}") from None
+    logger.info("pose encoder initialised from stage 1: %s", folder)

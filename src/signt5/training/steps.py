@@ -1,0 +1,84 @@
+"""What differs between the stages: the training loss and the dev evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from signt5.data.cache import PreparedSamples
+from signt5.data.dataset import pad_batch
+from signt5.evaluation.generate import autocast_for, generate_texts
+from signt5.evaluation.metrics import compute_metrics
+from signt5.models.modeling import model_inputs
+
+from .config import TrainConfig
+
+
+def _text_inputs(tokenizer: Any, texts: list[str], device: torch.device, max_length: int) -> dict[str, torch.Tensor]:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+
+def training_loss(forward_model: torch.nn.Module, model: Any, batch: dict, tokenizer: Any, config: TrainConfig,
+                  device: torch.device) -> torch.Tensor:
+    """One micro-batch's loss; ``forward_model`` may be the DDP wrapper of ``model``."""
+    if config.stage == "pretrain":
+        inputs = model_inputs(batch, model.config, None, device)
+        inputs.update(_text_inputs(tokenizer, batch["labels"], device, config.max_target_length))
+        return forward_model(**inputs).loss
+    inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
+    return forward_model(**inputs).loss
+
+
+def _items(data: PreparedSamples, target: str) -> list[dict]:
+    items = []
+    for i, entry in enumerate(data.entries):
+        coords, mask = data.get(i)
+        items.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
+                      "sign_language": entry.sign_language})
+    return items
+
+
+@torch.no_grad()
+def evaluate_dev(model: Any, tokenizer: Any, data: PreparedSamples, config: TrainConfig,
+                 device: torch.device) -> tuple[dict[str, float], float, list[str]]:
+    """Dev metrics, the score that picks the best checkpoint, and a few decoded examples."""
+    was_training = model.training
+    model.eval()
+    items = _items(data, config.target)
+    try:
+        if config.stage == "finetune":
+            hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,
+                                         config.max_target_length)
+            refs = [item["label"] for item in items]
+            report = compute_metrics(refs, hyps)
+            metrics = {k: report.overall[k] for k in ("cer", "wer", "bleu4", "chrf", "exact_match")}
+            metrics["samples_per_second"] = speed
+            examples = [f"{r}  ->  {h}" for r, h in list(zip(refs, hyps))[:8]]
+            return metrics, metrics["cer"], examples
+        metrics = _contrastive_dev(model, tokenizer, items, config, device)
+        return metrics, metrics["retrieval_top1"], []
+    finally:
+        model.train(was_training)
+
+
+def _contrastive_dev(model: Any, tokenizer: Any, items: list[dict], config: TrainConfig,
+                     device: torch.device) -> dict[str, float]:
+    pose_embs, text_embs = [], []
+    for start in range(0, len(items), config.eval_batch_size):
+        batch = pad_batch(items[start:start + config.eval_batch_size])
+        inputs = model_inputs(batch, model.config, None, device)
+        inputs.update(_text_inputs(tokenizer, batch["labels"], device, config.max_target_length))
+        with autocast_for(device):
+            out = model(**inputs)
+        pose_embs.append(out.pose_embeds.float())
+        text_embs.append(out.text_embeds.float())
+    pose, text = torch.cat(pose_embs), torch.cat(text_embs)
+    similarity = pose @ text.t()  # (N, N)
+    labels = [item["label"] for item in items]
+    same = torch.tensor([[a == b for b in labels] for a in labels], device=similarity.device)
+    pose_to_text = same[torch.arange(len(items)), similarity.argmax(1)].float().mean().item()
+    text_to_pose = same[similarity.argmax(0), torch.arange(len(items))].float().mean().item()
+    return {"retrieval_top1": 50.0 * (pose_to_text + text_to_pose), "pose_to_text_top1": 100 * pose_to_text,
+            "text_to_pose_top1": 100 * text_to_pose}

@@ -1,0 +1,112 @@
+"""Both stages end to end in process, overfitting, exact resume, and a 2-process torchrun run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from signt5.cli import main
+from signt5.training.config import TrainConfig
+from signt5.training.model_setup import build_model
+from signt5.data.manifest import read_manifest
+from signt5.data.dataset import DataConfig, PoseDataset, pad_batch
+from signt5.models.modeling import model_inputs
+
+from ..conftest import tiny_train_args
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in folder.glob("*.safetensors"):
+        out.update(load_file(str(f)))
+    return out
+
+
+def test_pretrain_then_train(tiny_corpus, tiny_pose_config, tmp_path, capsys):
+    stage1 = tmp_path / "stage1"
+    assert main(["pretrain", *tiny_train_args(tiny_corpus, tiny_pose_config, stage1)]) == 0
+    assert "pretrain: " in capsys.readouterr().out
+    for name in ("checkpoint-best", "checkpoint-last"):
+        assert (stage1 / name / "config.json").exists()
+    log = [json.loads(line) for line in (stage1 / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and "retrieval_top1" in log[0]
+    assert list((stage1 / "runs").iterdir())  # TensorBoard event files
+
+    stage2 = tmp_path / "stage2"
+    args = tiny_train_args(tiny_corpus, tiny_pose_config, stage2, "--contrastive_model_dir", str(stage1))
+    assert main(["train", *args]) == 0
+    out = capsys.readouterr().out
+    assert "finetune: " in out and "samples/s" in out
+    s1, s2 = _weights(stage1 / "checkpoint-best"), _weights(stage2 / "checkpoint-last")
+    assert any(k.startswith("encoder.") for k in s2) and not any(k.startswith("text_encoder.") for k in s2)
+    summary = json.loads((stage2 / "train_summary.json").read_text())
+    assert summary["steps"] == 2 * 3 and 0 <= summary["data_wait_share"] < 1
+    metrics = json.loads((stage2 / "checkpoint-best" / "dev_metrics.json").read_text())
+    assert {"cer", "bleu4", "wer"} <= set(metrics)
+    assert (stage2 / "checkpoint-best" / "train_config.json").exists()
+    assert json.loads((stage2 / "checkpoint-best" / "config.json").read_text())["target"] == "gloss"
+    # the pose tower started from stage 1: a layer that stage 2 barely moved is still close to stage 1's
+    key = "encoder.pose_encoder.gcn.input.weight" if "encoder.pose_encoder.gcn.input.weight" in s1 else \
+        next(k for k in s1 if k.startswith("encoder.pose_encoder."))
+    fresh = tmp_path / "fresh"
+    assert main(["train", *tiny_train_args(tiny_corpus, tiny_pose_config, fresh, "--max_steps", "1")]) == 0
+    init = _weights(fresh / "checkpoint-last")
+    assert (s2[key] - s1[key]).abs().mean() < (init[key] - s1[key]).abs().mean()
+
+
+def test_loss_falls_on_a_batch_it_overfits(tiny_corpus, tiny_pose_config):
+    torch.manual_seed(0)
+    config = TrainConfig(manifest=str(tiny_corpus / "manifest.csv"), pose_config=str(tiny_pose_config),
+                         text_config="tiny", umt5_dir="/nonexistent")
+    entries = read_manifest(tiny_corpus / "manifest.csv", split="train")[:4]
+    model, tokenizer = build_model(config, ["ase", "ukl"])
+    batch = pad_batch([PoseDataset(entries, DataConfig())[i] for i in range(4)])
+    inputs = model_inputs(batch, model.config, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(40):
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.25 * losses[0]
+
+
+def test_resume_matches_unbroken_run(tiny_corpus, tiny_pose_config, tmp_path):
+    flags = ["--max_eval_samples", "2"]
+    unbroken = tmp_path / "unbroken"
+    assert main(["train", *tiny_train_args(tiny_corpus, tiny_pose_config, unbroken, *flags)]) == 0
+    broken = tmp_path / "broken"
+    args = tiny_train_args(tiny_corpus, tiny_pose_config, broken, *flags)
+    assert main(["train", *args, "--stop_after_steps", "4"]) == 0  # interrupted in the middle of epoch 2
+    state = torch.load(broken / "checkpoint-last" / "training_state.pt", weights_only=True)
+    assert state["run"]["global_step"] == 4 and state["run"]["batches_done"] == 1
+    assert main(["train", *args, "--resume"]) == 0
+    a, b = _weights(unbroken / "checkpoint-last"), _weights(broken / "checkpoint-last")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "signt5.cli", "train", *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stderr
+    assert result.stdout.count("finetune: ") == 1  # only rank 0 reports
+    assert (out / "checkpoint-last" / "config.json").exists()
+    assert not list(out.glob("*.tmp"))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 2

@@ -62,3 +62,17 @@ def tiny_train_args(corpus, pose_config, output_dir, *extra: str) -> list[str]:
     return ["--manifest", str(corpus / "manifest.csv"), "--output_dir", str(output_dir), "--pose_config",
             str(pose_config), "--text_config", "tiny", "--umt5_dir", str(output_dir / "no-umt5"), "--batch_size",
             "4", "--num_workers", "0", "--epochs", "2", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_corpus, tiny_pose_config, tmp_path_factory):
+    """A run folder (checkpoint-best + checkpoint-last) of a tiny model trained for 2 steps.
+
+    Trained once per session through the real ``train`` command, so evaluate and infer tests load exactly
+    what a user's run saves; its output is near-random, so tests check plumbing and consistency, not quality.
+    """
+    from signt5.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_model") / "run"
+    assert main(["train", *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]) == 0
+    return out

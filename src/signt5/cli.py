@@ -291,11 +291,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that load or save transformers models (visualize only with --model_dir).
+_MODEL_COMMANDS = frozenset({"pretrain", "train", "evaluate", "infer", "visualize"})
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Silence transformers' load reports and its "Loading weights"/"Writing model shards" bars, and the Hub's bars.
+
+    They bury the lines a command prints. Our own training bar (plain tqdm) and our logging are untouched;
+    ``-v`` brings transformers' warnings back. ``download`` is not quieted: it imports no transformers, and a
+    download of hundreds of MB needs the Hub's progress bars.
+    """
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    if verbose:
+        hf_logging.set_verbosity_warning()
+    else:
+        hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command in _MODEL_COMMANDS and (args.command != "visualize" or args.model_dir):
+        _quiet_libraries(args.verbose)
     try:
         return args.func(args)
     except SignT5Error as e:

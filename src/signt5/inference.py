@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from .data.dataset import DataConfig, prepare_sample
-from .data.errors import LayoutError, PoseDataError
+from .data.errors import LayoutError, PoseDataError, SignT5Error
 from .data.readers import ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, load_sample, read_samples
 from .data.sample import PoseSample
 from .evaluation.generate import generate_texts
@@ -46,10 +46,10 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Predictor":
         """Load from a run folder (its ``checkpoint-best``) or a checkpoint folder."""
-        from .training.model_setup import load_run_model, resolve_model_dir
+        from .training.model_setup import resolve_model_dir
 
         folder = resolve_model_dir(model_dir)
-        model, tokenizer = load_run_model(folder)
+        model, tokenizer = _load_checked(folder)
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
         logger.info("model from %s (target: %s) on %s", folder, model.config.target, device)
@@ -73,15 +73,60 @@ class Predictor:
 
     def predict_items(self, items: Sequence[dict], num_beams: int = 1, batch_size: int = 8,
                       max_new_tokens: int = 64) -> tuple[list[str], float]:
+        known = self.model.config.sign_languages
+        unknown = sum(1 for item in items if not item["sign_language"])
+        if known and unknown:
+            # A corpus where every sample has a language never trains the "no sign language" embedding.
+            logger.warning("%d sample(s) have no sign language (.pose files carry none), and this model was trained "
+                           "with sign languages (%s): without one it may translate poorly; give it "
+                           "(--sign_language)", unknown, ", ".join(known))
         return generate_texts(self.model, self.tokenizer, items, batch_size, num_beams, max_new_tokens)
+
+    def _check_sign_language(self, code: str) -> None:
+        """A code the model never saw would silently act as "unknown"; a typo should not pass for a language."""
+        known = list(self.model.config.sign_languages or [])
+        if not known:
+            logger.warning("this model was trained without sign-language conditioning; sign language %r has no "
+                           "effect", code)
+        elif code not in known:
+            raise SignT5Error(f"sign language {code!r} is not one this model was trained on "
+                              f"(it knows: {', '.join(known)})")
 
     def predict_samples(self, samples: Sequence[PoseSample], sign_language: str | None = None, num_beams: int = 1,
                         batch_size: int = 8) -> list[str]:
         items = [self.prepare(s) for s in samples]
         if sign_language:
+            self._check_sign_language(sign_language)
             for item in items:
                 item["sign_language"] = sign_language
         return self.predict_items(items, num_beams, batch_size)[0]
+
+
+def _load_checked(folder: Path) -> tuple[Any, Any]:
+    """Model and tokenizer of a checkpoint folder; weights that do not fit the current code are a clear error.
+
+    transformers raises a bare RuntimeError for weights whose shapes differ (the details only in a log
+    report) and silently initialises missing weights at random. Both mean the checkpoint was written by
+    other code or another config, so the shapes are named here and missing weights are logged.
+    """
+    from .models.modeling import SignT5ForConditionalGeneration
+    from .models.text import load_tokenizer
+
+    try:
+        model, info = SignT5ForConditionalGeneration.from_pretrained(str(folder), output_loading_info=True,
+                                                                     ignore_mismatched_sizes=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise SignT5Error(f"{folder}: could not load the model ({type(e).__name__}: {e})") from None
+    mismatched = sorted(info["mismatched_keys"])
+    if mismatched:
+        shown = "; ".join(f"{k} {tuple(saved)} vs {tuple(now)}" for k, saved, now in mismatched[:3])
+        raise SignT5Error(f"{folder}: {len(mismatched)} weight(s) do not fit this version of the model "
+                          f"(checkpoint vs code: {shown}{'; ...' if len(mismatched) > 3 else ''}); it was "
+                          "written by other code or another config: retrain, or use the code that wrote it")
+    if info["missing_keys"]:
+        logger.warning("%s: no saved weights for %s; they are randomly initialised (checkpoint written by older "
+                       "code?)", folder, ", ".join(sorted(info["missing_keys"])))
+    return model, load_tokenizer(folder)
 
 
 def collect_samples(input_file: str | Path, sample_id: str | None = None) -> list[PoseSample]:

@@ -173,3 +173,32 @@ def test_local_pretrained_umt5_is_used_when_present(tmp_path, batch):
     loaded = SignT5ForConditionalGeneration.from_pretrained(tmp_path / "signt5").eval()
     assert not loaded.config.tie_word_embeddings
     torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+
+
+def test_ctc_auxiliary_loss_matches_its_formula():
+    """The hybrid loss is (1 - w) * cross-entropy + w * CTC over the encoder frames, spaces and eos dropped."""
+    import torch.nn.functional as F
+
+    from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
+    from signt5.models.pose_encoder import PoseEncoderConfig
+    from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config
+
+    torch.manual_seed(0)
+    config = build_config(PoseEncoderConfig(gcn_channels=8, gcn_layers=1, d_model=32, n_layers=1, n_heads=2,
+                                            dropout=0.0), umt5_config("tiny"), ctc_weight=0.4)
+    model = SignT5ForConditionalGeneration(config).eval()
+    k = config.pose_encoder_config.keypoint_layout.num_points
+    pose, point_mask = torch.randn(2, 20, k, 2), torch.ones(2, 20, k, dtype=torch.bool)
+    frame_mask = torch.ones(2, 20, dtype=torch.bool)
+    frame_mask[1, 12:] = False
+    labels = tokenize_targets(byte_tokenizer(), ["A B", "C"])
+    out = model(pose=pose, point_mask=point_mask, frame_mask=frame_mask, labels=labels)
+    enc = model.encoder(pose, point_mask, frame_mask)
+    ce = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]), labels.view(-1), ignore_index=-100)
+    log_probs = model.ctc_head(enc.last_hidden_state).log_softmax(-1).transpose(0, 1)
+    targets = torch.tensor([ord("A") + 3, ord("B") + 3, ord("C") + 3])
+    ctc = F.ctc_loss(log_probs, targets, torch.tensor([10, 6]), torch.tensor([2, 1]), blank=0,
+                     zero_infinity=True)
+    torch.testing.assert_close(out.loss, 0.6 * ce + 0.4 * ctc)
+    config.ctc_weight = 0.0
+    assert SignT5ForConditionalGeneration(config).ctc_head is None

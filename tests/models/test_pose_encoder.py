@@ -194,3 +194,26 @@ def test_config_json_round_trip_and_shipped_configs(tmp_path):
         PoseEncoderConfig(downsample="avg")
     with pytest.raises(ValueError, match="heads"):
         PoseEncoderConfig(d_model=30, n_heads=4)
+
+
+def test_part_local_features_ignore_where_the_hand_is_and_its_size():
+    """Moving and scaling one hand changes its global input but not its part-local features."""
+    from signt5.models.pose_encoder import SpatialGCN
+
+    gcn = SpatialGCN(tiny_config())
+    k = gcn.graph.num_points
+    torch.manual_seed(0)
+    pose = torch.randn(1, 3, k, 2)
+    mask = torch.ones(1, 3, k, 1)
+    mask[0, 1, 5] = 0  # a missing point neither counts nor gets a value
+    right = gcn.graph.part_indices(RIGHT_HAND)
+    moved = pose.clone()
+    moved[:, :, right] = moved[:, :, right] * 2.5 + torch.tensor([3.0, -1.0])
+    a, b = gcn._part_local(pose * mask, mask), gcn._part_local(moved * mask, mask)
+    torch.testing.assert_close(a[:, :, right], b[:, :, right])
+    others = [i for i in range(k) if i not in right]
+    torch.testing.assert_close(a[:, :, others], b[:, :, others])
+    assert a[0, 1, 5].abs().sum() == 0
+    hand = a[0, 0, right]
+    torch.testing.assert_close(hand.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close((hand ** 2).sum(-1).mean(), torch.tensor(1.0))

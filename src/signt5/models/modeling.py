@@ -64,6 +64,7 @@ class SignT5Config(PreTrainedConfig):
     sign_languages: list | None = None  # codes for conditioning; id = index + 1, 0 = unknown
     target: str = "text"  # gloss | text
     contrastive_dim: int = 256
+    ctc_weight: float = 0.3  # auxiliary CTC loss on the encoder output (hybrid CTC/attention); 0 switches it off
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
@@ -187,6 +188,8 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         self.encoder = SignT5Encoder(config)
         self.decoder = UMT5Stack(decoder_config(config.text_config))
         self.lm_head = nn.Linear(config.text_config.d_model, config.text_config.vocab_size, bias=False)
+        self.ctc_head = (nn.Linear(config.text_config.d_model, config.text_config.vocab_size)
+                         if config.ctc_weight > 0 else None)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> SignT5Encoder:
@@ -237,9 +240,28 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
                                    ignore_index=IGNORE_INDEX)
+            if self.ctc_head is not None and encoder_mask is not None:
+                weight = self.config.ctc_weight
+                loss = (1 - weight) * loss + weight * self.ctc_loss(hidden, encoder_mask, labels)
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
+
+    def ctc_loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CTC of the encoder frames against the target tokens (no eos; no spaces with the byte vocabulary).
+
+        The monotonic alignment it forces teaches the encoder where each letter is long before
+        cross-attention finds it, so the decoder trains in a fraction of the steps.
+        """
+        text = self.config.text_config
+        drop = {text.pad_token_id, text.eos_token_id, IGNORE_INDEX}
+        if text.vocab_size == BYTE_VOCAB_SIZE:
+            drop.add(ord(" ") + 3)
+        rows = [[int(t) for t in row if int(t) not in drop] for row in labels.tolist()]
+        targets = torch.tensor([t for row in rows for t in row], dtype=torch.long, device=hidden.device)
+        log_probs = self.ctc_head(hidden).float().log_softmax(-1).transpose(0, 1)  # (T', B, V)
+        return F.ctc_loss(log_probs, targets, mask.sum(1), torch.tensor([len(r) for r in rows], device=hidden.device),
+                          blank=text.pad_token_id, reduction="mean", zero_infinity=True)
 
     def load_umt5_weights(self, source: str | Path | PreTrainedModel) -> None:
         """Copy a pretrained UMT5's decoder, embeddings and lm_head (its encoder is not needed here)."""

@@ -53,6 +53,7 @@ class PoseEncoderConfig:
     downsample: str = "conv"  # conv: strided conv over non-overlapping windows | pool: masked mean | none
     stride: int = 2
     rope_base: float = 10000.0
+    part_local: bool = True  # also feed each point relative to its part (hand, face, body), scale-free
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
@@ -212,7 +213,9 @@ class SpatialGCN(nn.Module):
         super().__init__()
         self.graph = SkeletonGraph(config.keypoint_layout)
         c, k = config.gcn_channels, self.graph.num_points
-        self.input = nn.Linear(config.input_dims, c)
+        self.part_local = config.part_local
+        self.input = nn.Linear(config.input_dims * (2 if config.part_local else 1), c)
+        self.local_parts = [idx for part in (BODY, LEFT_HAND, RIGHT_HAND, FACE) if (idx := self.graph.part_indices(part))]
         self.joint_embedding = nn.Embedding(k, c)  # which joint this is
         self.layers = nn.ModuleList(GCNLayer(c, config.norm_eps) for _ in range(config.gcn_layers))
         self.norm = RMSNorm(c, config.norm_eps)
@@ -244,6 +247,8 @@ class SpatialGCN(nn.Module):
         """pose (B, T, K, C), point_mask (B, T, K) bool -> (B, T, D)."""
         mask = point_mask.unsqueeze(-1).to(pose.dtype)  # (B, T, K, 1)
         pose = torch.where(point_mask.unsqueeze(-1), pose, torch.zeros_like(pose))  # missing may hold NaN
+        if self.part_local:
+            pose = torch.cat([pose, self._part_local(pose, mask)], dim=-1)  # (B, T, K, 2C)
         x = (self.input(pose) + self.joint_embedding.weight) * mask  # (B, T, K, c), zero where missing
         adjacency = self.graph.adjacency_on(x.device, x.dtype)
         for layer in self.layers:
@@ -258,6 +263,23 @@ class SpatialGCN(nn.Module):
             face, face_mask = x[:, :, face_slice], mask[:, :, face_slice]  # (B, T, F, c), (B, T, F, 1)
             pooled = face.sum(2) / face_mask.sum(2).clamp_min(1.0)  # (B, T, c) masked mean
             out = out + self.part_projections["face"](pooled)
+        return out
+
+
+    def _part_local(self, pose: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each point relative to its part's centre in this frame, divided by the part's spread.
+
+        A handshape then looks the same wherever the hand is and however large it appears,
+        which is what fingerspelling turns on; the global coordinates still carry position.
+        """
+        out = torch.zeros_like(pose)
+        for indices in self.local_parts:
+            idx = _as_slice(indices)
+            p, m = pose[:, :, idx], mask[:, :, idx]  # (B, T, P, C), (B, T, P, 1)
+            count = m.sum(2, keepdim=True).clamp_min(1.0)
+            centre = p.sum(2, keepdim=True) / count
+            spread = (((p - centre) ** 2 * m).sum(2, keepdim=True) / count).sum(-1, keepdim=True).sqrt()
+            out[:, :, idx] = (p - centre) / spread.clamp_min(1e-3) * m
         return out
 
 

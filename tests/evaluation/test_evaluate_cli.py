@@ -1,0 +1,91 @@
+"""`signt5 evaluate` in process on a tiny trained model: the result files, model folders, splits, beams, formats.
+
+The model is trained for 2 steps, so its output is junk (often empty): these tests check the plumbing and that
+every route to a hypothesis gives the same one, not translation quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from signt5.cli import main
+from signt5.data.manifest import read_manifest
+from signt5.data.readers import load_sample
+from signt5.inference import Predictor
+
+
+def _evaluate(model_dir, manifest, output_file, *extra: str) -> int:
+    return main(["evaluate", "--model_dir", str(model_dir), "--manifest", str(manifest),
+                 "--output_file", str(output_file), *extra])
+
+
+def _rows(output_file) -> list[dict]:
+    with output_file.with_suffix(".csv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_writes_text_json_and_csv(tiny_model, tiny_corpus, tmp_path, capsys):
+    manifest = tiny_corpus / "manifest.csv"
+    out = tmp_path / "res.txt"
+    capsys.readouterr()
+    assert _evaluate(tiny_model, manifest, out, "--split", "test") == 0
+    printed = capsys.readouterr()
+
+    text = out.read_text(encoding="utf-8")
+    assert "bleu signature: nrefs:1" in text and "chrf signature:" in text and "samples/s" in text
+    assert text.strip() in printed.out and "wrote " in printed.out
+    assert "Loading weights" not in printed.err and "LOAD REPORT" not in printed.err  # transformers silenced
+
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert result["model_dir"] == str(tiny_model / "checkpoint-best")  # a run folder means its best checkpoint
+    assert result["count"] == 4 and result["split"] == "test" and result["target"] == "gloss"
+    assert result["samples_per_second"] > 0
+    metrics = result["metrics"]
+    assert set(metrics["per_group"]) == {"ase", "ukl"} and metrics["group_counts"] == {"ase": 2, "ukl": 2}
+    assert {"bleu4", "chrf", "wer", "cer", "exact_match"} <= set(metrics["overall"])
+    assert metrics["signatures"]["bleu"].startswith("nrefs:1|")
+
+    entries = read_manifest(manifest, split="test")
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == [e.id for e in entries]
+    assert [r["reference"] for r in rows] == [e.gloss for e in entries]
+    assert [r["sign_language"] for r in rows] == [e.sign_language for e in entries]
+
+
+def test_checkpoint_folder_all_splits_and_beams(tiny_model, tiny_corpus, tmp_path):
+    out = tmp_path / "sub" / "all.txt"
+    checkpoint = tiny_model / "checkpoint-last"
+    assert _evaluate(checkpoint, tiny_corpus / "manifest.csv", out, "--split", "all", "--num_beams", "2",
+                     "--batch_size", "5") == 0
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert result["model_dir"] == str(checkpoint) and result["num_beams"] == 2 and result["split"] is None
+    assert result["count"] == len(_rows(out)) == len(read_manifest(tiny_corpus / "manifest.csv"))
+    assert "beams: 2" in out.read_text(encoding="utf-8")
+
+
+def test_pkl_manifest_and_inference_give_the_same_hypotheses(tiny_model, tiny_corpus, tmp_path):
+    """Evaluation reads through the sample cache; inference prepares each file itself: both must agree."""
+    pose_out, pkl_out = tmp_path / "pose.txt", tmp_path / "pkl.txt"
+    assert _evaluate(tiny_model, tiny_corpus / "manifest.csv", pose_out, "--split", "test_shifted") == 0
+    assert _evaluate(tiny_model, tiny_corpus / "manifest_pkl.csv", pkl_out, "--split", "test_shifted") == 0
+    pose_rows, pkl_rows = _rows(pose_out), _rows(pkl_out)
+    assert pose_rows == pkl_rows and len(pose_rows) == 4
+
+    entries = read_manifest(tiny_corpus / "manifest.csv", split="test_shifted")
+    samples = [load_sample(e.path).replace(labels={"sign_language": e.sign_language}) for e in entries]
+    expected = Predictor.load(tiny_model).predict_samples(samples)
+    assert [r["hypothesis"] for r in pose_rows] == expected
+
+
+def test_bad_model_dir_and_split_are_one_line_errors(tiny_model, tiny_corpus, tmp_path, capsys):
+    manifest = tiny_corpus / "manifest.csv"
+    capsys.readouterr()
+    assert _evaluate(tiny_corpus, manifest, tmp_path / "a.txt") == 2
+    err = capsys.readouterr().err
+    assert "is not a signt5 model" in err and "Traceback" not in err
+
+    assert _evaluate(tiny_model, manifest, tmp_path / "b.txt", "--split", "tset") == 2
+    err = capsys.readouterr().err
+    assert "no samples in split 'tset'" in err and "Traceback" not in err
+    assert not (tmp_path / "a.txt").exists() and not (tmp_path / "b.txt").exists()

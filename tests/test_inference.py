@@ -1,0 +1,167 @@
+"""`signt5 infer` in process on a tiny trained model: by sample id, by .pose file, by folder, and bad input.
+
+The model is trained for 2 steps, so its text is junk (often empty): every check compares the CLI's output with
+``Predictor.predict_samples`` on the same samples, never with hard-coded text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import shutil
+
+import pytest
+from pose_format.utils.generic import fake_pose
+from safetensors.torch import load_file, save_file
+from transformers.utils import logging as hf_logging
+
+from signt5.cli import main
+from signt5.data.layout import layout_by_name
+from signt5.data.readers import load_sample, read_samples
+from signt5.inference import Predictor, collect_samples
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model) -> Predictor:
+    return Predictor.load(tiny_model)
+
+
+def _infer(model_dir, input_file, *extra: str) -> int:
+    return main(["infer", "--model_dir", str(model_dir), "--input_file", str(input_file), *extra])
+
+
+def _lines(out: str) -> list[str]:
+    return out.split("\n")[:-1]  # texts may be empty, so keep empty lines
+
+
+def test_sample_id_of_a_data_pkl_prints_its_text(tiny_model, tiny_corpus, predictor, capsys, caplog):
+    pkl = tiny_corpus / "data.pkl"
+    hf_logging.set_verbosity_warning()  # as in a fresh process: main must silence them itself
+    hf_logging.enable_progress_bar()
+    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="signt5")
+    assert _infer(tiny_model, pkl, "--sample_id", "ukl-test-00001") == 0
+    printed = capsys.readouterr()
+    expected = predictor.predict_samples([load_sample(pkl, "ukl-test-00001")])
+    assert _lines(printed.out) == expected
+    assert "Loading weights" not in printed.err and "LOAD REPORT" not in printed.err
+    assert any("model loaded in" in r.getMessage() and "predicted in" in r.getMessage() for r in caplog.records)
+
+
+def test_pose_file_gives_the_same_text_as_its_pkl_sample(tiny_model, tiny_corpus, predictor, capsys):
+    pose = tiny_corpus / "poses" / "test" / "ukl-test-00001.pose"
+    capsys.readouterr()
+    assert _infer(tiny_model / "checkpoint-best", pose, "--sign_language", "ukl") == 0
+    printed = _lines(capsys.readouterr().out)
+    from_pkl = predictor.predict_samples([load_sample(tiny_corpus / "data.pkl", "ukl-test-00001")])
+    assert printed == predictor.predict_samples([load_sample(pose)], "ukl") == from_pkl
+
+
+def test_folder_prints_id_and_text_per_file(tiny_model, tiny_corpus, predictor, capsys, caplog):
+    folder = tiny_corpus / "poses" / "test"
+    capsys.readouterr()
+    caplog.set_level(logging.WARNING, logger="signt5")
+    assert _infer(tiny_model, folder) == 0
+    lines = _lines(capsys.readouterr().out)
+    files = sorted(folder.glob("*.pose"))
+    texts = predictor.predict_samples([load_sample(f) for f in files])
+    assert lines == [f"{f.stem}\t{t}" for f, t in zip(files, texts)]
+    # .pose files carry no sign language, and the model was trained with one on every sample
+    assert any("4 sample(s) have no sign language" in r.getMessage() for r in caplog.records)
+
+
+def test_every_sample_of_a_data_pkl(tiny_model, tiny_corpus, predictor, capsys):
+    pkl = tiny_corpus / "data.pkl"
+    capsys.readouterr()
+    assert _infer(tiny_model, pkl, "--batch_size", "5") == 0
+    samples = read_samples(pkl)
+    texts = predictor.predict_samples(list(samples.values()))
+    assert _lines(capsys.readouterr().out) == [f"{i}\t{t}" for i, t in zip(samples, texts)]
+
+
+def test_json_with_sign_language_and_beams(tiny_model, tiny_corpus, predictor, capsys):
+    folder = tiny_corpus / "poses" / "dev"
+    capsys.readouterr()
+    assert _infer(tiny_model, folder, "--json", "--sign_language", "ase", "--num_beams", "2") == 0
+    records = [json.loads(line) for line in _lines(capsys.readouterr().out)]
+    samples = collect_samples(folder)
+    assert [r["id"] for r in records] == [s.sample_id for s in samples]
+    assert [r["text"] for r in records] == predictor.predict_samples(samples, "ase", num_beams=2)
+    assert {r["sign_language"] for r in records} == {"ase"}
+    assert all(r["source"].endswith(".pose") for r in records)
+
+
+# --- bad input: one line on stderr, exit code 2, no traceback -------------------------------------------------
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in captured.err and captured.out == ""
+    return errors[0]
+
+
+def test_unknown_sample_id_lists_close_matches(tiny_model, tiny_corpus, capsys):
+    capsys.readouterr()
+    assert _infer(tiny_model, tiny_corpus / "data.pkl", "--sample_id", "ase-tset-00001") == 2
+    error = _one_line_error(capsys)
+    assert "no sample 'ase-tset-00001'" in error and "close matches:" in error and "ase-test-00001" in error
+
+
+def test_folder_that_is_not_a_model(tiny_corpus, tmp_path, capsys):
+    capsys.readouterr()
+    assert _infer(tiny_corpus, tiny_corpus / "data.pkl", "--sample_id", "ase-test-00000") == 2
+    assert f"{tiny_corpus} is not a signt5 model" in _one_line_error(capsys)
+    assert _infer(tmp_path / "absent", tiny_corpus / "data.pkl") == 2
+    assert "does not exist" in _one_line_error(capsys)
+
+
+def test_checkpoint_that_does_not_fit_the_code(tiny_model, tiny_corpus, tmp_path, capsys):
+    """A checkpoint from other code or config: transformers alone would raise a RuntimeError."""
+    checkpoint = tmp_path / "changed"
+    shutil.copytree(tiny_model / "checkpoint-best", checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["pose_encoder"]["gcn_channels"] *= 2
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert _infer(checkpoint, tiny_corpus / "data.pkl", "--sample_id", "ase-test-00000") == 2
+    error = _one_line_error(capsys)
+    assert "weight(s) do not fit this version of the model" in error
+    assert re.search(r"\(\d+, 8\) vs \(\d+, 16\)", error)  # the shapes, checkpoint vs code
+
+
+def test_checkpoint_missing_a_weight_is_logged(tiny_model, tiny_corpus, tmp_path, caplog):
+    """transformers would initialise it at random without a word; the user must hear of it."""
+    checkpoint = tmp_path / "partial"
+    shutil.copytree(tiny_model / "checkpoint-best", checkpoint)
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(checkpoint / "model.safetensors"),
+              metadata={"format": "pt"})
+    caplog.set_level(logging.WARNING, logger="signt5")
+    assert _infer(checkpoint, tiny_corpus / "data.pkl", "--sample_id", "ase-test-00000") == 0
+    assert any(f"no saved weights for {dropped}" in r.getMessage() for r in caplog.records)
+
+
+def test_pose_file_with_another_keypoint_layout(tiny_model, tmp_path, capsys):
+    pose = fake_pose(30, components=layout_by_name("openpose_137").to_pose_header().components)
+    buffer = io.BytesIO()
+    pose.write(buffer)
+    path = tmp_path / "openpose.pose"
+    path.write_bytes(buffer.getvalue())
+    capsys.readouterr()
+    assert _infer(tiny_model, path) == 2
+    error = _one_line_error(capsys)
+    assert str(path) in error and "keypoint layout 'openpose_137'" in error and "trained on 84" in error
+
+
+def test_missing_input_and_unknown_sign_language(tiny_model, tiny_corpus, tmp_path, capsys):
+    capsys.readouterr()
+    assert _infer(tiny_model, tmp_path / "absent.pose") == 2
+    assert "absent.pose: file not found" in _one_line_error(capsys)
+    assert _infer(tiny_model, tmp_path / "absent.pkl", "--sample_id", "x") == 2
+    assert "absent.pkl: file not found" in _one_line_error(capsys)
+    assert _infer(tiny_model, tiny_corpus / "poses" / "test" / "ase-test-00000.pose", "--sign_language", "asl") == 2
+    error = _one_line_error(capsys)
+    assert "'asl' is not one this model was trained on" in error and "ase, ukl" in error

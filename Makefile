@@ -14,9 +14,22 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+OUT ?= output
+PRETRAIN_EPOCHS ?= 4
+TRAIN_EPOCHS ?= 16
+
+# The whole pipeline on the CPU config: data, stage 1, stage 2, scores on the test and shifted test splits.
 demo: install
 	$(SIGNT5) build-fingerspelling --output_dir $(DATA_DIR)
 	$(SIGNT5) data-summary --manifest $(DATA_DIR)/manifest.csv
+	$(SIGNT5) pretrain --data_dir $(DATA_DIR) --output_dir $(OUT)/pose_encoder_contrastive \
+		--epochs $(PRETRAIN_EPOCHS) --batch_size 64
+	$(SIGNT5) train --data_dir $(DATA_DIR) --output_dir $(OUT)/sign_language_model \
+		--contrastive_model_dir $(OUT)/pose_encoder_contrastive --epochs $(TRAIN_EPOCHS) --lr 2e-3
+	$(SIGNT5) evaluate --model_dir $(OUT)/sign_language_model --data_dir $(DATA_DIR) --split test \
+		--output_file $(OUT)/evaluation_test.txt
+	$(SIGNT5) evaluate --model_dir $(OUT)/sign_language_model --data_dir $(DATA_DIR) --split test_shifted \
+		--output_file $(OUT)/evaluation_test_shifted.txt
 
 test: install
 	$(PY) -m pytest -q

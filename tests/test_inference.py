@@ -165,3 +165,19 @@ def test_missing_input_and_unknown_sign_language(tiny_model, tiny_corpus, tmp_pa
     assert _infer(tiny_model, tiny_corpus / "poses" / "test" / "ase-test-00000.pose", "--sign_language", "asl") == 2
     error = _one_line_error(capsys)
     assert "'asl' is not one this model was trained on" in error and "ase, ukl" in error
+
+
+def test_visualize_shows_the_models_prediction(tiny_model, tiny_corpus, tmp_path, capsys):
+    """``visualize --model_dir`` puts the model's own prediction for the sample into the player."""
+    from signt5.inference import Predictor
+    from signt5.data.readers import load_sample
+
+    pkl = tiny_corpus / "data.pkl"
+    sample_id = "ase-test-00000"
+    out = tmp_path / "player.html"
+    assert main(["visualize", "--input_file", str(pkl), "--sample_id", sample_id, "--model_dir", str(tiny_model),
+                 "--output", str(out)]) == 0
+    expected = Predictor.load(tiny_model).predict_samples([load_sample(pkl, sample_id)])[0]
+    page = out.read_text()
+    assert '"prediction"' in page or "prediction" in page
+    assert json.dumps(expected)[1:-1] in page

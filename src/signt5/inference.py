@@ -46,10 +46,10 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Predictor":
         """Load from a run folder (its ``checkpoint-best``) or a checkpoint folder."""
-        from .training.model_setup import resolve_model_dir
+        from .training.model_setup import load_run_model, resolve_model_dir
 
         folder = resolve_model_dir(model_dir)
-        model, tokenizer = _load_checked(folder)
+        model, tokenizer = load_run_model(folder)
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
         logger.info("model from %s (target: %s) on %s", folder, model.config.target, device)
@@ -100,33 +100,6 @@ class Predictor:
             for item in items:
                 item["sign_language"] = sign_language
         return self.predict_items(items, num_beams, batch_size)[0]
-
-
-def _load_checked(folder: Path) -> tuple[Any, Any]:
-    """Model and tokenizer of a checkpoint folder; weights that do not fit the current code are a clear error.
-
-    transformers raises a bare RuntimeError for weights whose shapes differ (the details only in a log
-    report) and silently initialises missing weights at random. Both mean the checkpoint was written by
-    other code or another config, so the shapes are named here and missing weights are logged.
-    """
-    from .models.modeling import SignT5ForConditionalGeneration
-    from .models.text import load_tokenizer
-
-    try:
-        model, info = SignT5ForConditionalGeneration.from_pretrained(str(folder), output_loading_info=True,
-                                                                     ignore_mismatched_sizes=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise SignT5Error(f"{folder}: could not load the model ({type(e).__name__}: {e})") from None
-    mismatched = sorted(info["mismatched_keys"])
-    if mismatched:
-        shown = "; ".join(f"{k} {tuple(saved)} vs {tuple(now)}" for k, saved, now in mismatched[:3])
-        raise SignT5Error(f"{folder}: {len(mismatched)} weight(s) do not fit this version of the model "
-                          f"(checkpoint vs code: {shown}{'; ...' if len(mismatched) > 3 else ''}); it was "
-                          "written by other code or another config: retrain, or use the code that wrote it")
-    if info["missing_keys"]:
-        logger.warning("%s: no saved weights for %s; they are randomly initialised (checkpoint written by older "
-                       "code?)", folder, ", ".join(sorted(info["missing_keys"])))
-    return model, load_tokenizer(folder)
 
 
 def collect_samples(input_file: str | Path, sample_id: str | None = None) -> list[PoseSample]:

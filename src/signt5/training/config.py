@@ -38,7 +38,8 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
-    num_workers: int = 1  # data-loader worker processes (augmentation runs there)
+    num_workers: int = -1  # data-loader worker processes for augmentation; -1: 0 on CPU (a worker would take a
+    # core from the model), min(4, cores - 1) per process on GPU
     save_every_steps: int = 0  # also checkpoint every N steps (0: at each epoch end only)
     eval_every_epochs: int = 1
     patience: int = 8  # early stopping: epochs without a better dev score

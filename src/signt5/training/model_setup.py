@@ -33,12 +33,26 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def load_run_model(path: str | Path, cls: type = SignT5ForConditionalGeneration) -> tuple[Any, Any]:
-    """Model and tokenizer saved by a run (``save_pretrained``)."""
+    """Model and tokenizer saved by a run; weights that do not fit the current code are a clear error.
+
+    transformers raises a bare RuntimeError for weights whose shapes differ and silently initialises
+    missing weights at random. Both mean the checkpoint was written by other code or another config,
+    so the shapes are named here and missing weights are logged.
+    """
     folder = resolve_model_dir(path)
     try:
-        model = cls.from_pretrained(str(folder))
+        model, info = cls.from_pretrained(str(folder), output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError) as e:
         raise SignT5Error(f"{folder}: could not load the model ({type(e).__name__}: {e})") from None
+    mismatched = sorted(info["mismatched_keys"])
+    if mismatched:
+        shown = "; ".join(f"{k} {tuple(saved)} vs {tuple(now)}" for k, saved, now in mismatched[:3])
+        raise SignT5Error(f"{folder}: {len(mismatched)} weight(s) do not fit this version of the model "
+                          f"(checkpoint vs code: {shown}{'; ...' if len(mismatched) > 3 else ''}); it was "
+                          "written by other code or another config: retrain, or use the code that wrote it")
+    if info["missing_keys"]:
+        logger.warning("%s: no saved weights for %s; they are randomly initialised (checkpoint written by older "
+                       "code?)", folder, ", ".join(sorted(info["missing_keys"])))
     return model, load_tokenizer(folder)
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -206,6 +207,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                     f"the previous checkpoint is kept") from None
         env.barrier()
 
+    workers = config.num_workers
+    if workers < 0:
+        workers = min(4, max(0, (os.cpu_count() or 1) // env.world_size - 1)) if env.device.type == "cuda" else 0
     progress = _progress(env.main, total_steps, state.global_step)
     start_step = state.global_step
     wait_seconds = step_seconds = 0.0
@@ -218,7 +222,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         sampler.set_epoch(state.epoch)
         dataset.set_epoch(state.epoch)
         batches = list(sampler)[state.batches_done:]
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=pad_batch, num_workers=config.num_workers,
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=pad_batch, num_workers=workers,
                             generator=torch.Generator().manual_seed(config.seed + state.epoch),
                             persistent_workers=False)
         ddp_model.train()
@@ -315,7 +319,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     summary = {"stage": config.stage, "stopped": stopped or "epochs", "epochs": state.epoch,
                "steps": state.global_step, "best_score": state.best_score, "output_dir": str(out),
                "train_samples_per_second": samples_seen / max(step_seconds, 1e-9),
-               "data_wait_share": wait_seconds / max(step_seconds, 1e-9), "skipped_samples": skipped}
+               "data_wait_share": wait_seconds / max(step_seconds, 1e-9), "skipped_samples": skipped,
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "world_size": env.world_size}
     if env.main:
         ckpt.write_json(out / "train_summary.json", summary)
         if skipped:

@@ -51,6 +51,15 @@ class PreparedSamples:
         a, b = self.offsets[index], self.offsets[index + 1]
         return self.coords[a:b], self.mask[a:b]
 
+    def items(self, target: str) -> list[dict[str, Any]]:
+        """Every sample as a ``pad_batch`` item, un-augmented (evaluation, decoding)."""
+        out = []
+        for i, entry in enumerate(self.entries):
+            coords, mask = self.get(i)
+            out.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
+                        "sign_language": entry.sign_language})
+        return out
+
 
 def _fingerprint(entries: Sequence[ManifestEntry], config: DataConfig) -> str:
     h = hashlib.sha256(json.dumps([CACHE_VERSION, config.to_dict()], sort_keys=True).encode())

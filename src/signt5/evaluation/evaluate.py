@@ -61,11 +61,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | Non
         raise SignT5Error(f"{manifest}: no samples in split {split!r}")
     check_labels(entries, target, manifest)
     data = prepare_all(entries, predictor.data_config)
-    items, skipped = [], list(data.skipped)
-    for i, entry in enumerate(data.entries):
-        coords, mask = data.get(i)
-        items.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
-                      "sign_language": entry.sign_language})
+    items, skipped = data.items(target), list(data.skipped)
     if items and items[0]["pose"].shape[1] != predictor.layout.num_points:
         raise SignT5Error(f"{manifest}: samples have {items[0]['pose'].shape[1]} points after preprocessing, the "
                           f"model takes {predictor.layout.num_points}: a different keypoint layout")

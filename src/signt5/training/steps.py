@@ -31,22 +31,13 @@ def training_loss(forward_model: torch.nn.Module, model: Any, batch: dict, token
     return forward_model(**inputs).loss
 
 
-def _items(data: PreparedSamples, target: str) -> list[dict]:
-    items = []
-    for i, entry in enumerate(data.entries):
-        coords, mask = data.get(i)
-        items.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
-                      "sign_language": entry.sign_language})
-    return items
-
-
 @torch.no_grad()
 def evaluate_dev(model: Any, tokenizer: Any, data: PreparedSamples, config: TrainConfig,
                  device: torch.device) -> tuple[dict[str, float], float, list[str]]:
     """Dev metrics, the score that picks the best checkpoint, and a few decoded examples."""
     was_training = model.training
     model.eval()
-    items = _items(data, config.target)
+    items = data.items(config.target)
     try:
         if config.stage == "finetune":
             hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,

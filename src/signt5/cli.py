@@ -70,6 +70,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--max_samples", type=int, default=None)
+    p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
+                   help="default: the one the checkpoint chose on dev")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -84,7 +86,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     split = None if args.split == "all" else args.split
     result = evaluate_model(args.model_dir, _manifest_arg(args), split, args.target, args.batch_size,
-                            args.num_beams, args.max_samples)
+                            args.num_beams, args.max_samples, decoding=args.decoding)
     paths = write_results(result, args.output_file)
     print(result.to_text())
     print("\nwrote " + ", ".join(map(str, paths)))
@@ -100,6 +102,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
+    p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
+                   help="default: the one the checkpoint chose on dev")
     p.set_defaults(func=_run_infer)
 
 
@@ -113,7 +117,7 @@ def _run_infer(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model_dir)
     loaded = time.perf_counter() - start
     predictions, timing = predict_files(predictor, args.input_file, args.sample_id, args.sign_language,
-                                        args.num_beams, args.batch_size)
+                                        args.num_beams, args.batch_size, args.decoding)
     for p in predictions:
         if args.json:
             print(json.dumps({"id": p.sample_id, "text": p.text, "sign_language": p.sign_language,

@@ -72,7 +72,7 @@ class Predictor:
                 "sign_language": sample.labels.get("sign_language", "")}
 
     def predict_items(self, items: Sequence[dict], num_beams: int = 1, batch_size: int = 8,
-                      max_new_tokens: int = 64) -> tuple[list[str], float]:
+                      max_new_tokens: int = 64, decoding: str | None = None) -> tuple[list[str], float]:
         known = self.model.config.sign_languages
         unknown = sum(1 for item in items if not item["sign_language"])
         if known and unknown:
@@ -80,7 +80,8 @@ class Predictor:
             logger.warning("%d sample(s) have no sign language (.pose files carry none), and this model was trained "
                            "with sign languages (%s): without one it may translate poorly; give it "
                            "(--sign_language)", unknown, ", ".join(known))
-        return generate_texts(self.model, self.tokenizer, items, batch_size, num_beams, max_new_tokens)
+        return generate_texts(self.model, self.tokenizer, items, batch_size, num_beams, max_new_tokens,
+                              decoding=decoding)
 
     def _check_sign_language(self, code: str) -> None:
         """A code the model never saw would silently act as "unknown"; a typo should not pass for a language."""
@@ -93,13 +94,13 @@ class Predictor:
                               f"(it knows: {', '.join(known)})")
 
     def predict_samples(self, samples: Sequence[PoseSample], sign_language: str | None = None, num_beams: int = 1,
-                        batch_size: int = 8) -> list[str]:
+                        batch_size: int = 8, decoding: str | None = None) -> list[str]:
         items = [self.prepare(s) for s in samples]
         if sign_language:
             self._check_sign_language(sign_language)
             for item in items:
                 item["sign_language"] = sign_language
-        return self.predict_items(items, num_beams, batch_size)[0]
+        return self.predict_items(items, num_beams, batch_size, decoding=decoding)[0]
 
 
 def collect_samples(input_file: str | Path, sample_id: str | None = None) -> list[PoseSample]:
@@ -121,12 +122,12 @@ def collect_samples(input_file: str | Path, sample_id: str | None = None) -> lis
 
 def predict_files(predictor: Predictor, input_file: str | Path, sample_id: str | None = None,
                   sign_language: str | None = None, num_beams: int = 1,
-                  batch_size: int = 8) -> tuple[list[Prediction], dict[str, float]]:
+                  batch_size: int = 8, decoding: str | None = None) -> tuple[list[Prediction], dict[str, float]]:
     """Predictions for everything ``input_file`` names, plus timings (seconds, samples/s)."""
     start = time.perf_counter()
     samples = collect_samples(input_file, sample_id)
     loaded = time.perf_counter()
-    texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size)
+    texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size, decoding)
     done = time.perf_counter()
     predictions = [Prediction(str(s.sample_id), t, str(s.source), sign_language or s.labels.get("sign_language", ""))
                    for s, t in zip(samples, texts)]

@@ -202,3 +202,29 @@ def test_ctc_auxiliary_loss_matches_its_formula():
     torch.testing.assert_close(out.loss, 0.6 * ce + 0.4 * ctc)
     config.ctc_weight = 0.0
     assert SignT5ForConditionalGeneration(config).ctc_head is None
+
+
+def test_ctc_greedy_decoding_is_the_best_path_collapsed():
+    """ctc_decode = argmax per valid frame, repeats merged, blanks (pad) dropped; padded frames ignored."""
+    from signt5.evaluation.generate import ctc_text
+    from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
+    from signt5.models.pose_encoder import PoseEncoderConfig
+    from signt5.models.text import byte_tokenizer, umt5_config
+
+    torch.manual_seed(1)
+    config = build_config(PoseEncoderConfig(gcn_channels=8, gcn_layers=1, d_model=32, n_layers=1, n_heads=2,
+                                            dropout=0.0), umt5_config("tiny"), target="gloss")
+    model = SignT5ForConditionalGeneration(config).eval()
+    k = config.pose_encoder_config.keypoint_layout.num_points
+    pose, point_mask = torch.randn(2, 16, k, 2), torch.ones(2, 16, k, dtype=torch.bool)
+    frame_mask = torch.ones(2, 16, dtype=torch.bool)
+    frame_mask[1, 10:] = False
+    decoded = model.ctc_decode(pose, point_mask, frame_mask)
+    enc = model.encoder(pose, point_mask, frame_mask)
+    best = model.ctc_head(enc.last_hidden_state).argmax(-1)
+    for row, mask, got in zip(best, enc.attention_mask, decoded):
+        path = row[mask].tolist()
+        expected = [t for i, t in enumerate(path) if t != 0 and (i == 0 or t != path[i - 1])]
+        assert got == expected
+    tok = byte_tokenizer()
+    assert ctc_text(config, tok, [ord(c) + 3 for c in "HAT"]) == "H A T"

@@ -24,6 +24,7 @@ class EvaluationResult:
     split: str | None
     target: str
     num_beams: int
+    decoding: str
     ids: list[str]
     references: list[str]
     hypotheses: list[str]
@@ -34,7 +35,7 @@ class EvaluationResult:
 
     def to_text(self) -> str:
         lines = [f"model: {self.model_dir}", f"data: {self.manifest} (split: {self.split or 'all'}), "
-                 f"target: {self.target}, beams: {self.num_beams}",
+                 f"target: {self.target}, decoding: {self.decoding}, beams: {self.num_beams}",
                  f"samples: {len(self.ids)} ({self.samples_per_second:.1f} samples/s)", "", self.report.to_text()]
         if self.skipped:
             lines += ["", f"skipped {len(self.skipped)} unreadable sample(s):"] + [f"  {s}" for s in self.skipped]
@@ -42,13 +43,14 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_dir": self.model_dir, "manifest": self.manifest, "split": self.split, "target": self.target,
-                "num_beams": self.num_beams, "count": len(self.ids), "samples_per_second": self.samples_per_second,
+                "num_beams": self.num_beams, "decoding": self.decoding, "count": len(self.ids), "samples_per_second": self.samples_per_second,
                 "metrics": self.report.to_dict(), "skipped": self.skipped}
 
 
 def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | None = "test",
                    target: str | None = None, batch_size: int = 8, num_beams: int = 1,
-                   max_samples: int | None = None, predictor: Predictor | None = None) -> EvaluationResult:
+                   max_samples: int | None = None, predictor: Predictor | None = None,
+                   decoding: str | None = None) -> EvaluationResult:
     """Decode every sample of ``split`` and score it; unreadable samples are skipped and listed."""
     from ..data.cache import prepare_all
 
@@ -65,11 +67,12 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | Non
     if items and items[0]["pose"].shape[1] != predictor.layout.num_points:
         raise SignT5Error(f"{manifest}: samples have {items[0]['pose'].shape[1]} points after preprocessing, the "
                           f"model takes {predictor.layout.num_points}: a different keypoint layout")
-    hyps, speed = predictor.predict_items(items, num_beams, batch_size)
+    decoding = decoding or predictor.model.config.decoding
+    hyps, speed = predictor.predict_items(items, num_beams, batch_size, decoding=decoding)
     refs = [item["label"] for item in items]
     languages = [item["sign_language"] or "(none)" for item in items]
     report = compute_metrics(refs, hyps, languages)
-    return EvaluationResult(str(predictor.model_dir), str(manifest), split, target, num_beams,
+    return EvaluationResult(str(predictor.model_dir), str(manifest), split, target, num_beams, decoding,
                             [item["id"] for item in items], refs, hyps, languages, report, speed, skipped)
 
 

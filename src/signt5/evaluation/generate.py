@@ -23,12 +23,16 @@ def autocast_for(device: torch.device):
 
 @torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size: int = 16, num_beams: int = 1,
-                   max_new_tokens: int = 64, progress: Callable[[int], None] | None = None
-                   ) -> tuple[list[str], float]:
+                   max_new_tokens: int = 64, progress: Callable[[int], None] | None = None,
+                   decoding: str | None = None) -> tuple[list[str], float]:
     """Decode every item (``{"pose", "mask", "sign_language", ...}``); returns texts in input order and samples/s.
 
-    Items are sorted by length into batches so little time goes to padding.
+    Items are sorted by length into batches so little time goes to padding. ``decoding`` (default: the
+    model's own) is ``attention`` (``generate()``, greedy or beam) or ``ctc`` (greedy CTC on the encoder).
     """
+    decoding = decoding or getattr(model.config, "decoding", "attention")
+    if decoding not in ("attention", "ctc"):
+        raise ValueError(f"decoding must be attention or ctc, got {decoding!r}")
     from signt5.models.modeling import model_inputs
 
     model.eval()
@@ -41,11 +45,27 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size
         batch["labels"] = None
         inputs = model_inputs(batch, model.config, None, device)
         with autocast_for(device):
-            ids = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                 do_sample=False)
-        for i, text in zip(indices, tokenizer.batch_decode(ids, skip_special_tokens=True)):
+            if decoding == "ctc":
+                texts = [ctc_text(model.config, tokenizer, ids) for ids in model.ctc_decode(**inputs)]
+            else:
+                ids = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                     do_sample=False)
+                texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        for i, text in zip(indices, texts):
             outputs[i] = text.strip()
         if progress is not None:
             progress(len(indices))
     seconds = time.perf_counter() - start
     return outputs, len(items) / max(seconds, 1e-9)
+
+
+def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:
+    """Text of CTC output ids. CTC is trained without spaces on the byte vocabulary, so a gloss target
+    gets its letters spaced again (a multi-character letter such as SCH comes out as S C H; CER, which
+    ignores whitespace, is unaffected)."""
+    from signt5.models.text import BYTE_VOCAB_SIZE
+
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if config.target == "gloss" and config.text_config.vocab_size == BYTE_VOCAB_SIZE:
+        return " ".join(text.replace(" ", ""))
+    return text

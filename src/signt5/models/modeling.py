@@ -64,6 +64,7 @@ class SignT5Config(PreTrainedConfig):
     sign_languages: list | None = None  # codes for conditioning; id = index + 1, 0 = unknown
     target: str = "text"  # gloss | text
     contrastive_dim: int = 256
+    decoding: str = "attention"  # attention (the decoder, generate()) | ctc (greedy CTC on the encoder; picked on dev)
     ctc_weight: float = 0.3  # auxiliary CTC loss on the encoder output (hybrid CTC/attention); 0 switches it off
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     initializer_range: float = 0.02
@@ -262,6 +263,26 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         log_probs = self.ctc_head(hidden).float().log_softmax(-1).transpose(0, 1)  # (T', B, V)
         return F.ctc_loss(log_probs, targets, mask.sum(1), torch.tensor([len(r) for r in rows], device=hidden.device),
                           blank=text.pad_token_id, reduction="mean", zero_infinity=True)
+
+    @torch.no_grad()
+    def ctc_decode(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
+                   frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
+                   **kwargs: Any) -> list[list[int]]:
+        """Greedy CTC decoding of the encoder (best path, repeats merged, blanks dropped): token ids per sample."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head (ctc_weight 0): use attention decoding")
+        out = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
+        best = self.ctc_head(out.last_hidden_state).argmax(-1)  # (B, T')
+        blank = self.config.text_config.pad_token_id
+        decoded = []
+        for row, mask in zip(best.tolist(), out.attention_mask.tolist()):
+            ids, previous = [], None
+            for token, valid in zip(row, mask):
+                if valid and token != previous and token != blank:
+                    ids.append(token)
+                previous = token if valid else previous
+            decoded.append(ids)
+        return decoded
 
     def load_umt5_weights(self, source: str | Path | PreTrainedModel) -> None:
         """Copy a pretrained UMT5's decoder, embeddings and lm_head (its encoder is not needed here)."""

@@ -40,13 +40,20 @@ def evaluate_dev(model: Any, tokenizer: Any, data: PreparedSamples, config: Trai
     items = data.items(config.target)
     try:
         if config.stage == "finetune":
-            hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,
-                                         config.max_target_length)
             refs = [item["label"] for item in items]
-            report = compute_metrics(refs, hyps)
+            decodings = ["attention"] + (["ctc"] if getattr(model, "ctc_head", None) is not None else [])
+            results = {}
+            for decoding in decodings:
+                hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,
+                                             config.max_target_length, decoding=decoding)
+                results[decoding] = (compute_metrics(refs, hyps), hyps, speed)
+            best = min(decodings, key=lambda d: results[d][0].overall["cer"])
+            model.config.decoding = best  # the checkpoint decodes the way that scored best on dev
+            report, hyps, speed = results[best]
             metrics = {k: report.overall[k] for k in ("cer", "wer", "bleu4", "chrf", "exact_match")}
+            metrics.update({f"cer_{d}": results[d][0].overall["cer"] for d in decodings})
             metrics["samples_per_second"] = speed
-            examples = [f"{r}  ->  {h}" for r, h in list(zip(refs, hyps))[:8]]
+            examples = [f"[{best}] {r}  ->  {h}" for r, h in list(zip(refs, hyps))[:8]]
             return metrics, metrics["cer"], examples
         metrics = _contrastive_dev(model, tokenizer, items, config, device)
         return metrics, metrics["retrieval_top1"], []

@@ -205,7 +205,8 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--target", choices=["gloss", "text"], default=None, help="label column to learn (default: gloss)")
     for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_steps", int),
                        ("stop_after_steps", int), ("grad_accum", int), ("num_workers", int), ("patience", int),
-                       ("save_every_steps", int), ("max_eval_samples", int), ("weight_decay", float)):
+                       ("save_every_steps", int), ("max_eval_samples", int), ("weight_decay", float),
+                       ("warmup_ratio", float), ("eval_every_epochs", int), ("ctc_weight", float)):
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint-last")
     p.add_argument("--no_augment", action="store_true", help="switch off on-the-fly augmentation")
@@ -221,7 +222,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
         base["manifest"] = str(Path(args.data_dir) / "manifest.csv")
     for name in ("manifest", "output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
-                 "patience", "save_every_steps", "max_eval_samples", "weight_decay"):
+                 "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
+                 "eval_every_epochs", "ctc_weight"):
         value = getattr(args, name)
         if value is not None:
             base[name] = value

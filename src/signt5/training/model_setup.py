@@ -63,13 +63,14 @@ def build_model(config: TrainConfig, sign_languages: Sequence[str]) -> tuple[Any
     cls = model_class(config.stage)
     pretrained = pretrained_umt5_dir(config.umt5_dir)
     tokenizer = load_tokenizer(pretrained)
+    extra = {"ctc_weight": config.ctc_weight} if config.stage == "finetune" else {}
     if pretrained is not None:
-        model = cls.from_umt5(pretrained, pose_config, config.data, languages, config.target)
+        model = cls.from_umt5(pretrained, pose_config, config.data, languages, config.target, **extra)
         if config.stage == "pretrain":
             logger.info("stage 1: text tower = pretrained UMT5 encoder from %s, frozen", pretrained)
     else:
         text = umt5_config(config.text_config, vocab_size=len(tokenizer))
-        model = cls(build_config(pose_config, text, config.data, languages, config.target))
+        model = cls(build_config(pose_config, text, config.data, languages, config.target, **extra))
         if config.stage == "pretrain":
             logger.info("stage 1: no pretrained UMT5 in %s, so both towers train from scratch (CLIP-style); "
                         "aligning to a frozen random text encoder would align to noise", config.umt5_dir)

@@ -230,6 +230,14 @@ def read_numpy(path: str | Path, **kwargs) -> dict[str, PoseSample]:
     path = Path(path)
     source = str(path)
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise PoseDataError(f"cannot read file ({e.strerror or e})", source=source) from None
+    if not magic.startswith((b"\x93NUMPY", b"PK")):  # np.load would take anything else for a pickle
+        raise PoseDataError("not a numpy file: it starts with neither the .npy nor the .npz (zip) signature",
+                            source=source)
+    try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             arrays = None

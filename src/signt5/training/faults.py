@@ -41,9 +41,9 @@ def out_of_memory_message(batch: dict[str, Any], config: Any, device: Any = None
     frames = int(batch["pose"].shape[1])
     points = int(batch["pose"].shape[2])
     max_frames = config.data.max_frames
-    hints = [f"--batch_size {max(1, size // 2)} (with --grad_accum {config.grad_accum * 2} to keep the "
-             f"effective batch)", f"data.max_frames (now {max_frames or 'unset'}; e.g. {min(frames, 256) // 2 or 1}) "
-             "in the --config JSON to crop long samples"]
+    hints = [f"--batch_size {max(1, config.batch_size // 2)} (with --grad_accum {config.grad_accum * 2} to keep "
+             "the effective batch)", f"data.max_frames (now {max_frames or 'unset'}; e.g. {max(1, frames // 2)}) in "
+             "the --config JSON to crop long samples"]
     if config.data.components != "hands":
         hints.append('data.components "hands" for fewer keypoints')
     where = f" on {device}" if device is not None else ""

@@ -278,8 +278,14 @@ def _print_summary(summary: dict) -> None:
           f"{summary['stopped']}; best dev score {'n/a' if score is None else f'{score:.2f}'}; "
           f"{summary['train_samples_per_second']:.1f} samples/s, "
           f"{100 * summary['data_wait_share']:.1f}% of step time waiting for data; saved in {summary['output_dir']}")
-    if summary["skipped_samples"]:
-        print(f"{len(summary['skipped_samples'])} unreadable sample(s) skipped (see the log)")
+    skipped = summary["skipped_samples"]
+    if skipped:
+        print(f"{len(skipped)} unreadable sample(s) skipped (all listed in "
+              f"{Path(summary['output_dir']) / 'train_summary.json'}):")
+        for line in skipped[:20]:
+            print(f"  {line}")
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -222,7 +222,7 @@ def test_manifest_csv_and_jsonl(tmp_path):
     ("id,text\na,hi\n", r"missing column\(s\) \['path'\]"),
     ("id,path,sign_language\na,x.pose,ase\n", "text or gloss"),
     ("id,path,text\na,x.pose,hi\na,y.pose,ho\n", "m.csv:3: duplicate id 'a'"),
-    ("id,path,text\n,x.pose,hi\n", "m.csv:2: empty id"),
+    ("id,path,text\n,x.pose,hi\n", "m.csv:2: empty or missing id"),
     ("id,path,text\n", "no rows"),
 ])
 def test_manifest_errors(tmp_path, content, message):

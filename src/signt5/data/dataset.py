@@ -95,20 +95,43 @@ def prepare_sample(sample: PoseSample, config: DataConfig) -> PoseSample:
     """Resample, normalise in the full layout (shoulders are needed), then select the configured points."""
     if sample.resolution is None and config.resolution:
         sample = sample.replace(resolution=tuple(config.resolution))
+    sample = _crop_source(sample, config)
     if config.target_fps:
         sample = resample_fps(sample, config.target_fps)
     sample = normalize_sample(sample, config.normalization)  # type: ignore[arg-type]
-    selected, indices = sample.layout.select(resolve_components(sample.layout, config.components))
+    try:
+        selected, indices = sample.layout.select(resolve_components(sample.layout, config.components))
+    except LayoutError as e:
+        raise sample.error(str(e)) from None
     coords = sample.coords[:, indices, : config.dims]
     if coords.shape[-1] < config.dims:
         raise sample.error(f"config asks for {config.dims} coordinates but the data has {coords.shape[-1]}")
     mask = sample.mask[:, indices]
     if config.max_frames and sample.num_frames > config.max_frames:
         start = (sample.num_frames - config.max_frames) // 2
-        logger.warning("%s: %d frames cropped to the centre %d (max_frames)", sample.source, sample.num_frames,
-                       config.max_frames)
         coords, mask = coords[start:start + config.max_frames], mask[start:start + config.max_frames]
+    if not np.isfinite(coords).all():  # e.g. coordinates near float32's limit overflow when normalised
+        raise sample.error("coordinates are out of range: not finite after normalisation")
     return sample.replace(coords=np.ascontiguousarray(coords), mask=np.ascontiguousarray(mask), layout=selected)
+
+
+def _crop_source(sample: PoseSample, config: DataConfig) -> PoseSample:
+    """Cut a sample longer than ``max_frames`` to the centre source frames it needs, with a warning.
+
+    Cropping before resampling and normalising keeps the memory of a pathological
+    100 000-frame file to one copy of its window; the exact centre crop follows in ``prepare_sample``.
+    """
+    if not config.max_frames:
+        return sample
+    ratio = sample.fps / config.target_fps if config.target_fps else 1.0
+    frames_after = round(sample.num_frames / ratio) if config.target_fps else sample.num_frames
+    if frames_after <= config.max_frames:
+        return sample
+    logger.warning("%s: %d frames cropped to the centre %d (data.max_frames)", sample.source, frames_after,
+                   config.max_frames)
+    needed = min(sample.num_frames, int(np.ceil((config.max_frames + 2) * ratio)) + 2)
+    start = (sample.num_frames - needed) // 2
+    return sample.replace(coords=sample.coords[start:start + needed], mask=sample.mask[start:start + needed])
 
 
 class SampleLoader:

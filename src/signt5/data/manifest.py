@@ -63,6 +63,24 @@ def _rows(path: Path) -> Iterable[tuple[int, dict]]:
         raise ManifestError(f"{path}: manifest must be .csv or .jsonl, got {suffix!r}")
 
 
+def _checked_rows(path: Path) -> Iterable[tuple[int, dict]]:
+    """``_rows`` with undecodable bytes and csv's own errors reported as a ManifestError naming the file."""
+    try:
+        yield from _rows(path)
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the manifest as UTF-8") from None
+    except csv.Error as e:
+        raise ManifestError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestEntry]:
     """Read and validate a manifest; extra columns are ignored, ``path`` is relative to the manifest's folder."""
     path = Path(path)
@@ -72,17 +90,21 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestEn
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
     columns_checked = False
-    for line, row in _rows(path):
+    for line, row in _checked_rows(path):
         row = {str(k).strip(): ("" if v is None else str(v).strip()) for k, v in row.items() if k is not None}
+        bad = next((k for k, v in row.items() if not _encodable(v)), None)
+        if bad is not None:  # JSON's "\ud800" escapes decode to lone surrogates, which no tokenizer can encode
+            raise ManifestError(f"{path}:{line}: column {bad!r} holds text that is not valid Unicode (a lone "
+                                "surrogate code point)")
         if not columns_checked:
             missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing or not any(c in row for c in LABEL_COLUMNS):
                 need = missing + ([] if any(c in row for c in LABEL_COLUMNS) else ["text or gloss"])
                 raise ManifestError(f"{path}: missing column(s) {need}; has {sorted(row)}")
             columns_checked = True
-        if not row["id"]:
-            raise ManifestError(f"{path}:{line}: empty id")
-        if not row["path"]:
+        if not row.get("id"):  # a JSONL row may lack a key the first row had
+            raise ManifestError(f"{path}:{line}: empty or missing id")
+        if not row.get("path"):
             raise ManifestError(f"{path}:{line}: sample {row['id']!r} has an empty path")
         if row["id"] in seen:
             raise ManifestError(f"{path}:{line}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")

@@ -9,9 +9,11 @@ import difflib
 import io
 import logging
 import pickle
+import struct
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +39,29 @@ _SAFE_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("collections", "OrderedDict"),
+    # protocols 0 and 1 store an array's bytes as a latin-1 string turned back into bytes by this;
+    # it only converts data between text and bytes
+    ("_codecs", "encode"),
 }
+
+
+# What numpy and plain Python raise on values of the wrong type or shape (a float() of a string, an
+# argmax of nothing, an axis that is not there): hostile input, not a bug, so it becomes a PoseDataError.
+_VALUE_ERRORS = (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, struct.error,
+                 np.exceptions.AxisError)
+
+
+@contextmanager
+def named_errors(source: str, sample_id: str | None = None) -> Iterator[None]:
+    """Turn raw value errors and file-less LayoutErrors raised inside into a PoseDataError naming the file."""
+    try:
+        yield
+    except PoseDataError:
+        raise
+    except LayoutError as e:
+        raise PoseDataError(str(e), source=source, sample_id=sample_id) from None
+    except _VALUE_ERRORS as e:
+        raise PoseDataError(f"unusable value ({type(e).__name__}: {e})", source=source, sample_id=sample_id) from None
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -101,15 +125,17 @@ def read_pose_file(path: str | Path, person: int | str = "most_confident") -> Po
         raise PoseDataError("file is truncated: fewer bytes than its frames need", source=source)
     if data.shape[0] == 0:
         raise PoseDataError("has zero frames", source=source)
-    if np.ma.is_masked(pose.body.data):
-        confidence = np.where(np.ma.getmaskarray(pose.body.data).any(axis=-1), 0.0, confidence)
-    chosen = select_person(data, confidence, person, source)
-    layout = KeypointLayout.from_pose_header(pose.header)
-    dims = pose.header.dimensions
-    resolution = (int(dims.width), int(dims.height)) if dims.width > 1 and dims.height > 1 else None
-    space = "pixels" if resolution else "unknown"
-    return sample_from_array(data[:, chosen], layout, fps=float(pose.body.fps), confidence=confidence[:, chosen],
-                             resolution=resolution, coordinate_space=space, sample_id=path.stem, source=source)
+    with named_errors(source, path.stem):
+        if np.ma.is_masked(pose.body.data):
+            confidence = np.where(np.ma.getmaskarray(pose.body.data).any(axis=-1), 0.0, confidence)
+        chosen = select_person(data, confidence, person, source)
+        layout = KeypointLayout.from_pose_header(pose.header)
+        dims = pose.header.dimensions
+        resolution = (int(dims.width), int(dims.height)) if dims.width > 1 and dims.height > 1 else None
+        space = "pixels" if resolution else "unknown"
+        return sample_from_array(data[:, chosen], layout, fps=float(pose.body.fps),
+                                 confidence=confidence[:, chosen], resolution=resolution, coordinate_space=space,
+                                 sample_id=path.stem, source=source)
 
 
 def _layout_for(array: np.ndarray, layout: str | KeypointLayout | None, source: str, sample_id: str | None):
@@ -133,6 +159,14 @@ def sample_from_record(record: Any, source: str, sample_id: str, *, fps: float =
 
     A 4-D array (frames, people, points, channels) is reduced to one person.
     """
+    with named_errors(source, sample_id):
+        return _sample_from_record(record, source, sample_id, fps=fps, layout=layout, resolution=resolution,
+                                   person=person)
+
+
+def _sample_from_record(record: Any, source: str, sample_id: str, *, fps: float,
+                        layout: str | KeypointLayout | None, resolution: tuple[int, int] | None,
+                        person: int | str) -> PoseSample:
     labels: dict = {}
     confidence = None
     if isinstance(record, Mapping):
@@ -149,11 +183,19 @@ def sample_from_record(record: Any, source: str, sample_id: str, *, fps: float =
         labels = {k: v for k, v in record.items() if isinstance(v, str) and k not in ("layout",)}
     else:
         array = record
+    if resolution is not None and (len(resolution) != 2 or min(resolution) <= 0):
+        raise PoseDataError(f"resolution must be (width, height) > 0, got {resolution}", source=source,
+                            sample_id=sample_id)
     if not isinstance(array, np.ndarray):
         raise PoseDataError(f"keypoints must be a numpy array, got {type(array).__name__}", source=source,
                             sample_id=sample_id)
     if array.dtype.kind not in "fiu":
         raise PoseDataError(f"keypoints must be numbers, got dtype {array.dtype}", source=source, sample_id=sample_id)
+    if confidence is not None:
+        confidence = np.asarray(confidence, dtype=np.float32)
+        if confidence.shape != array.shape[:-1]:
+            raise PoseDataError(f"confidence shaped {confidence.shape} does not match keypoints {array.shape[:-1]}",
+                                source=source, sample_id=sample_id)
     if array.ndim == 4:
         conf4 = confidence if confidence is not None else (array[..., 3] if array.shape[-1] == 4 else
                                                            np.isfinite(array).all(-1).astype(np.float32))
@@ -188,6 +230,14 @@ def read_numpy(path: str | Path, **kwargs) -> dict[str, PoseSample]:
     path = Path(path)
     source = str(path)
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise PoseDataError(f"cannot read file ({e.strerror or e})", source=source) from None
+    if not magic.startswith((b"\x93NUMPY", b"PK")):  # np.load would take anything else for a pickle
+        raise PoseDataError("not a numpy file: it starts with neither the .npy nor the .npz (zip) signature",
+                            source=source)
+    try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             arrays = None
@@ -200,12 +250,13 @@ def read_numpy(path: str | Path, **kwargs) -> dict[str, PoseSample]:
         return {path.stem: sample_from_record(loaded, source, path.stem, **kwargs)}
     if any(k in arrays for k in ("keypoints", "pose", "data")):
         record: dict[str, Any] = dict(arrays)
-        if "fps" in record:
-            record["fps"] = float(np.asarray(record["fps"]).reshape(-1)[0])
-        if "resolution" in record:
-            record["resolution"] = tuple(int(v) for v in np.asarray(record["resolution"]).reshape(-1)[:2])
-        if "layout" in record:
-            record["layout"] = str(record["layout"])
+        with named_errors(source, path.stem):
+            if "fps" in record:
+                record["fps"] = float(np.asarray(record["fps"]).reshape(-1)[0])
+            if "resolution" in record:
+                record["resolution"] = tuple(int(v) for v in np.asarray(record["resolution"]).reshape(-1)[:2])
+            if "layout" in record:
+                record["layout"] = str(record["layout"])
         return {path.stem: sample_from_record(record, source, path.stem, **kwargs)}
     if not arrays:
         raise PoseDataError("archive holds no arrays", source=source)

@@ -13,6 +13,7 @@ from .layout import KeypointLayout
 
 logger = logging.getLogger(__name__)
 
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # plausible camera rates; outside them resampling explodes or collapses
 CoordinateSpace = Literal["pixels", "normalized", "unknown"]
 
 
@@ -97,8 +98,9 @@ def sample_from_array(
         array, confidence = array[..., :3], array[..., 3]
     elif channels not in (2, 3):
         raise fail(f"expected 2 (x, y), 3 (x, y, z) or 4 (x, y, z, confidence) channels, got {channels}")
-    if not np.isfinite(fps) or fps <= 0:
-        raise fail(f"fps must be a positive number, got {fps}")
+    if not np.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        # resampling a 1e-200 fps clip to 25 fps would ask for more frames than memory holds
+        raise fail(f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g}, got {fps}")
     coords = array.astype(np.float32, copy=True)
     if confidence is not None:
         confidence = np.asarray(confidence, dtype=np.float32)
@@ -115,6 +117,8 @@ def sample_from_array(
 def select_person(data: np.ndarray, confidence: np.ndarray, person: int | str, source: str = "") -> int:
     """Index of the person to keep from (T, P, K, C) data: a fixed index or the most confident one."""
     people = data.shape[1]
+    if people == 0:
+        raise PoseDataError("holds no person (0 people per frame)", source=source)
     if isinstance(person, int):
         if not 0 <= person < people:
             raise PoseDataError(f"person {person} requested but the file has {people}", source=source)

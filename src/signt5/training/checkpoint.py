@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from signt5.data.errors import SignT5Error
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,14 @@ def save_training_state(folder: Path, state: dict[str, Any]) -> None:
 
 def load_training_state(folder: Path) -> dict[str, Any]:
     """Load with ``weights_only=True``: a checkpoint from elsewhere cannot run code."""
-    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    path = folder / STATE_FILE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch refuses globals outside its allow-list with this
+        raise SignT5Error(f"{path} cannot be loaded safely: it asks for more than tensors and plain data "
+                          f"({str(e).splitlines()[0][:200]}); it was not written by signt5") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise SignT5Error(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
 def write_json(path: Path, data: Any) -> None:

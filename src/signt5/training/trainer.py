@@ -32,6 +32,7 @@ from signt5.data.manifest import check_labels, read_manifest
 from signt5.evaluation.generate import autocast_for
 
 from . import checkpoint as ckpt
+from . import faults
 from .config import TrainConfig
 from .model_setup import build_model, load_run_model, model_class
 from .sampler import BucketBatchSampler
@@ -136,7 +137,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.resume and resume_from is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", last_dir)
     if env.main:
-        out.mkdir(parents=True, exist_ok=True)
+        faults.ensure_writable(out)
         config.save(out / "train_config.json")
     _seed_everything(config.seed)
 
@@ -203,7 +204,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             try:
                 ckpt.write_checkpoint_dir(target, write)
             except OSError as e:
-                raise TrainingError(f"could not write checkpoint {target} ({e.strerror or e}); "
+                raise TrainingError(f"could not write checkpoint {target} ({faults.describe_os_error(e)}); "
                                     f"the previous checkpoint is kept") from None
         env.barrier()
 
@@ -240,24 +241,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
             state.batches_done += 1
             sync = micro % config.grad_accum == 0 or state.batches_done == len(sampler)
             no_sync = ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
-            with no_sync, autocast_for(env.device):
+            with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
                 loss = training_loss(ddp_model, model, batch, tokenizer, config, env.device)
             if env.any(not bool(torch.isfinite(loss))):
-                state.nonfinite_in_a_row += 1
                 optimizer.zero_grad(set_to_none=True)
-                logger.warning("non-finite loss at step %d (%d in a row): step skipped", state.global_step,
-                               state.nonfinite_in_a_row)
-                if state.nonfinite_in_a_row >= config.max_nonfinite_steps:
-                    raise TrainingError(f"{state.nonfinite_in_a_row} non-finite losses in a row at step "
-                                        f"{state.global_step}: stopping (lower --lr?); last checkpoint kept")
+                faults.note_nonfinite(state, config, "loss", batch["ids"])  # raises after max_nonfinite_steps
                 continue
-            with no_sync:
+            with faults.named_out_of_memory(batch, config, env.device), no_sync:
                 (loss / config.grad_accum).backward()
             samples_seen += len(batch["ids"]) * env.world_size
             last_loss = float(loss.item())
             if not sync:
                 continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if not faults.clip_or_skip(model, optimizer, state, config, batch["ids"]):
+                continue
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

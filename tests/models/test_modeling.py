@@ -228,3 +228,24 @@ def test_ctc_greedy_decoding_is_the_best_path_collapsed():
         assert got == expected
     tok = byte_tokenizer()
     assert ctc_text(config, tok, [ord(c) + 3 for c in "HAT"]) == "H A T"
+
+
+def test_pose_side_keeps_torch_fan_in_init_and_the_text_side_hf_init():
+    """The pose tower's layers start at PyTorch's fan-in scale (U(+-1/sqrt(fan_in))), UMT5's at N(0, factor)."""
+    torch.manual_seed(0)
+    model = SignT5ForConditionalGeneration(tiny_config())
+    first = model.encoder.pose_encoder.spatial.input  # 4 inputs per point -> bound 0.5
+    bound = 1 / math.sqrt(first.in_features)
+    assert first.weight.abs().max() <= bound and first.weight.std() > 0.5 * bound / math.sqrt(3)
+    assert model.encoder.language_embedding.weight[0].abs().sum() == 0  # padding row (unknown language)
+    assert model.encoder.language_embedding.weight[1:].std() > 0.5  # nn.Embedding's N(0, 1)
+    assert model.ctc_head.weight.abs().max() <= 1 / math.sqrt(model.ctc_head.in_features)
+    q = model.decoder.block[0].layer[0].SelfAttention.q.weight
+    assert q.std() < 0.5 * first.weight.std()  # the decoder kept transformers' (UMT5) init
+
+
+def test_loading_does_not_reinitialise_the_pose_side(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    loaded = SignT5ForConditionalGeneration.from_pretrained(tmp_path)
+    for name, weight in model.encoder.state_dict().items():
+        torch.testing.assert_close(loaded.encoder.state_dict()[name], weight, rtol=0, atol=0, msg=name)

@@ -130,17 +130,18 @@ def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run a stage to the end (epochs, max_steps or early stopping); returns the final summary."""
-    env = init_distributed()
-    out = Path(config.output_dir)
-    last_dir = out / "checkpoint-last"
-    resume_from = ckpt.find_checkpoint(last_dir) if config.resume else None
-    if config.resume and resume_from is None:
-        logger.warning("--resume: no checkpoint in %s, starting from scratch", last_dir)
-    if env.main:
-        faults.ensure_writable(out)
-        config.save(out / "train_config.json")
-    _seed_everything(config.seed)
+    run = _Run(config, init_distributed())
+    try:
+        stopped = None
+        while stopped is None and run.more_to_do():
+            stopped = run.epoch()
+        return run.finish(stopped)
+    finally:
+        run.close()
 
+
+def _prepare_data(config: TrainConfig, env: Distributed):
+    """Train and dev samples, normalised once: rank 0 pre-computes the cache, the others then read it."""
     manifest = Path(config.manifest)
     entries = read_manifest(manifest)
     train_entries = [e for e in entries if e.split == config.train_split]
@@ -149,181 +150,229 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise TrainingError(f"{manifest}: no samples in split {config.train_split!r}")
     check_labels(train_entries + dev_entries, config.target, manifest)
     cache_dir = manifest.parent / ".signt5-cache"
-    if env.main:  # rank 0 pre-computes, the others read its cache
-        train_data = prepare_all(train_entries, config.data, cache_dir)
-        dev_data = prepare_all(dev_entries, config.data, cache_dir) if dev_entries else None
-    env.barrier()
     if not env.main:
-        train_data = prepare_all(train_entries, config.data, cache_dir)
-        dev_data = prepare_all(dev_entries, config.data, cache_dir) if dev_entries else None
-    skipped = train_data.skipped + (dev_data.skipped if dev_data else [])
+        env.barrier()  # wait for rank 0's cache
+    train_data = prepare_all(train_entries, config.data, cache_dir)
+    dev_data = prepare_all(dev_entries, config.data, cache_dir) if dev_entries else None
+    if env.main:
+        env.barrier()
+    return train_data, dev_data
 
-    sign_languages = sorted({e.sign_language for e in train_entries if e.sign_language})
-    if resume_from is not None:
-        model, tokenizer = load_run_model(resume_from, model_class(config.stage))
-        logger.info("resuming from %s", resume_from)
-    else:
-        model, tokenizer = build_model(config, sign_languages)
-    model.to(env.device)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    (logger.info if env.main else logger.debug)("%s: %.2fM trainable parameters, %d train / %d dev samples, %d process(es) on %s", config.stage,
-                n_params / 1e6, len(train_data), len(dev_data or []), env.world_size, env.device)
-    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda"
-                                                           else None) if env.world_size > 1 else model)
 
-    dataset = PreparedDataset(train_data, config.target, config.augment, config.seed)
-    sampler = BucketBatchSampler(train_data.lengths(), config.batch_size, shuffle=True, seed=config.seed,
-                                 rank=env.rank, world_size=env.world_size)
-    steps_per_epoch = math.ceil(len(sampler) / config.grad_accum)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config)
-    scheduler = _scheduler(optimizer, total_steps, config.warmup_ratio)
-    state = RunState()
-    if resume_from is not None:
-        saved = ckpt.load_training_state(resume_from)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = RunState(**saved["run"])
-        ckpt.set_rng_state(saved["rng"])
+class _Run:
+    """One invocation of a stage: set up (fresh or resumed), then epochs of steps and dev evaluations."""
 
-    writer = _tensorboard(out / "runs") if env.main else None
-    lower_is_better = config.stage == "finetune"  # finetune: CER; pretrain: retrieval accuracy
+    def __init__(self, config: TrainConfig, env: Distributed):
+        self.config, self.env = config, env
+        self.out = Path(config.output_dir)
+        self.last_dir = self.out / "checkpoint-last"
+        resume_from = ckpt.find_checkpoint(self.last_dir) if config.resume else None
+        if config.resume and resume_from is None:
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", self.last_dir)
+        if env.main:
+            faults.ensure_writable(self.out)
+            config.save(self.out / "train_config.json")
+        _seed_everything(config.seed)
 
-    def save(target: Path, with_state: bool, metrics: dict | None = None) -> None:
+        self.train_data, self.dev_data = _prepare_data(config, env)
+        self.skipped = self.train_data.skipped + (self.dev_data.skipped if self.dev_data else [])
+        if resume_from is not None:
+            self.model, self.tokenizer = load_run_model(resume_from, model_class(config.stage))
+            logger.info("resuming from %s", resume_from)
+        else:
+            languages = sorted({e.sign_language for e in self.train_data.entries if e.sign_language})
+            self.model, self.tokenizer = build_model(config, languages)
+        self.model.to(env.device)
+        n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        (logger.info if env.main else logger.debug)(
+            "%s: %.2fM trainable parameters, %d train / %d dev samples, %d process(es) on %s", config.stage,
+            n_params / 1e6, len(self.train_data), len(self.dev_data or []), env.world_size, env.device)
+        self.ddp_model = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[env.device] if env.device.type == "cuda" else None)
+            if env.world_size > 1 else self.model)
+
+        self.dataset = PreparedDataset(self.train_data, config.target, config.augment, config.seed)
+        self.sampler = BucketBatchSampler(self.train_data.lengths(), config.batch_size, shuffle=True,
+                                          seed=config.seed, rank=env.rank, world_size=env.world_size)
+        total_steps = config.max_steps or math.ceil(len(self.sampler) / config.grad_accum) * config.epochs
+        self.optimizer = _optimizer(self.model, config)
+        self.scheduler = _scheduler(self.optimizer, total_steps, config.warmup_ratio)
+        self.state = RunState()
+        if resume_from is not None:
+            saved = ckpt.load_training_state(resume_from)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.state = RunState(**saved["run"])
+            ckpt.set_rng_state(saved["rng"])
+
+        self.writer = _tensorboard(self.out / "runs") if env.main else None
+        self.progress = _progress(env.main, total_steps, self.state.global_step)
+        self.lower_is_better = config.stage == "finetune"  # finetune: CER; pretrain: retrieval accuracy
+        self.workers = config.num_workers
+        if self.workers < 0:
+            self.workers = (min(4, max(0, (os.cpu_count() or 1) // env.world_size - 1))
+                            if env.device.type == "cuda" else 0)
+        self.start_step = self.state.global_step
+        self.wait_seconds = self.step_seconds = 0.0
+        self.samples_seen = 0
+
+    def more_to_do(self) -> bool:
+        state, config = self.state, self.config
+        return state.global_step < config.max_steps if config.max_steps else state.epoch < config.epochs
+
+    def save(self, target: Path, with_state: bool, metrics: dict | None = None) -> None:
+        """Write a checkpoint atomically (rank 0); every rank waits for it."""
         def write(folder: Path) -> None:
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-            config.save(folder / "train_config.json")
+            self.model.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+            self.config.save(folder / "train_config.json")
             if metrics is not None:
                 ckpt.write_json(folder / "dev_metrics.json", metrics)
             if with_state:
-                ckpt.save_training_state(folder, {"optimizer": optimizer.state_dict(),
-                                                  "scheduler": scheduler.state_dict(), "run": state.to_dict(),
-                                                  "rng": ckpt.rng_state()})
-        if env.main:
+                ckpt.save_training_state(folder, {"optimizer": self.optimizer.state_dict(),
+                                                  "scheduler": self.scheduler.state_dict(),
+                                                  "run": self.state.to_dict(), "rng": ckpt.rng_state()})
+        if self.env.main:
             try:
                 ckpt.write_checkpoint_dir(target, write)
             except OSError as e:
                 raise TrainingError(f"could not write checkpoint {target} ({faults.describe_os_error(e)}); "
                                     f"the previous checkpoint is kept") from None
-        env.barrier()
+        self.env.barrier()
 
-    workers = config.num_workers
-    if workers < 0:
-        workers = min(4, max(0, (os.cpu_count() or 1) // env.world_size - 1)) if env.device.type == "cuda" else 0
-    progress = _progress(env.main, total_steps, state.global_step)
-    start_step = state.global_step
-    wait_seconds = step_seconds = 0.0
-    samples_seen = 0
-    stopped = None
-    def more_to_do() -> bool:
-        return state.global_step < config.max_steps if config.max_steps else state.epoch < config.epochs
-
-    while stopped is None and more_to_do():
-        sampler.set_epoch(state.epoch)
-        dataset.set_epoch(state.epoch)
-        batches = list(sampler)[state.batches_done:]
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=pad_batch, num_workers=workers,
+    def epoch(self) -> str | None:
+        """The rest of the current epoch, then dev evaluation and checkpoints; returns why it stopped, if it did."""
+        config, state = self.config, self.state
+        self.sampler.set_epoch(state.epoch)
+        self.dataset.set_epoch(state.epoch)
+        batches = list(self.sampler)[state.batches_done:]
+        loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=pad_batch, num_workers=self.workers,
                             generator=torch.Generator().manual_seed(config.seed + state.epoch),
                             persistent_workers=False)
-        ddp_model.train()
+        self.ddp_model.train()
         iterator = iter(loader)
-        micro = 0
-        last_loss = None
+        stopped, micro, last_loss = None, 0, None
         while True:
             t0 = time.perf_counter()
             batch = next(iterator, None)
-            t1 = time.perf_counter()
-            wait_seconds += t1 - t0
+            self.wait_seconds += time.perf_counter() - t0
             if batch is None:
                 break
             micro += 1
             state.batches_done += 1
-            sync = micro % config.grad_accum == 0 or state.batches_done == len(sampler)
-            no_sync = ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
-            with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
-                loss = training_loss(ddp_model, model, batch, tokenizer, config, env.device)
-            if env.any(not bool(torch.isfinite(loss))):
-                optimizer.zero_grad(set_to_none=True)
-                faults.note_nonfinite(state, config, "loss", batch["ids"])  # raises after max_nonfinite_steps
+            sync = micro % config.grad_accum == 0 or state.batches_done == len(self.sampler)
+            loss = self._backward(batch, sync)
+            if loss is None:
                 continue
-            with faults.named_out_of_memory(batch, config, env.device), no_sync:
-                (loss / config.grad_accum).backward()
-            samples_seen += len(batch["ids"]) * env.world_size
-            last_loss = float(loss.item())
-            if not sync:
+            last_loss = loss
+            if not sync or not self._optimizer_step(batch, t0, last_loss):
                 continue
-            if not faults.clip_or_skip(model, optimizer, state, config, batch["ids"]):
-                continue
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.global_step += 1
-            state.nonfinite_in_a_row = 0
-            step_seconds += time.perf_counter() - t0
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{last_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}",
-                                     epoch=state.epoch)
-            if writer is not None and state.global_step % config.log_every_steps == 0:
-                writer.add_scalar("train/loss", loss.item(), state.global_step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.global_step)
             if config.save_every_steps and state.global_step % config.save_every_steps == 0:
-                save(last_dir, with_state=True)
+                self.save(self.last_dir, with_state=True)
             if config.max_steps and state.global_step >= config.max_steps:
                 stopped = "max_steps"
                 break
-            if config.stop_after_steps and state.global_step - start_step >= config.stop_after_steps:
+            if config.stop_after_steps and state.global_step - self.start_step >= config.stop_after_steps:
                 stopped = "stop_after_steps"
                 break
-        if stopped is None:
+        epoch_done = stopped is None
+        if epoch_done:
             state.epoch += 1
             state.batches_done = 0
-        epoch_done = stopped is None
         record: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step, "loss": last_loss}
-        if dev_data is not None and (not epoch_done or state.epoch % config.eval_every_epochs == 0):
-            metrics, score, examples = (evaluate_dev(model, tokenizer, dev_data, config, env.device)
-                                        if env.main else ({}, 0.0, []))
-            record.update(metrics)
-            improved = env.main and _is_better(score, state.best_score, lower_is_better)
-            if env.main:
-                logger.info("epoch %d step %d: dev %s", state.epoch, state.global_step,
-                            ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-                if writer is not None:
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"dev/{k}", v, state.global_step)
-                    writer.add_text("dev/examples", "\n\n".join(examples), state.global_step)
-            if improved:
-                state.best_score, state.bad_epochs = score, 0
-            elif epoch_done:
-                state.bad_epochs += 1
-            if env.any(improved):
-                save(out / "checkpoint-best", with_state=False, metrics=record)
-            if epoch_done and env.any(env.main and state.bad_epochs >= config.patience):
-                stopped = "early_stopping"
-                logger.info("no better dev score for %d epochs: stopping", state.bad_epochs)
+        if self.dev_data is not None and (not epoch_done or state.epoch % config.eval_every_epochs == 0):
+            stopped = self._evaluate(record, epoch_done) or stopped
         state.history.append(record)
-        if env.main:
-            with (out / "train_log.jsonl").open("a") as f:
+        if self.env.main:
+            with (self.out / "train_log.jsonl").open("a") as f:
                 f.write(json.dumps(record) + "\n")
-        save(last_dir, with_state=True)
-    if dev_data is None and env.main:
-        save(out / "checkpoint-best", with_state=False)
-    if progress is not None:
-        progress.close()
-    if writer is not None:
-        writer.close()
-    summary = {"stage": config.stage, "stopped": stopped or "epochs", "epochs": state.epoch,
-               "steps": state.global_step, "best_score": state.best_score, "output_dir": str(out),
-               "train_samples_per_second": samples_seen / max(step_seconds, 1e-9),
-               "data_wait_share": wait_seconds / max(step_seconds, 1e-9), "skipped_samples": skipped,
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "world_size": env.world_size}
-    if env.main:
-        ckpt.write_json(out / "train_summary.json", summary)
-        if skipped:
-            logger.warning("%d sample(s) could not be read and were skipped:\n  %s", len(skipped),
-                           "\n  ".join(skipped))
-    return summary
+        self.save(self.last_dir, with_state=True)
+        return stopped
+
+    def _backward(self, batch: dict, sync: bool) -> float | None:
+        """Forward and backward of one micro-batch; None when its loss was not finite (step skipped)."""
+        env, config = self.env, self.config
+        no_sync = self.ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
+        with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
+            loss = training_loss(self.ddp_model, self.model, batch, self.tokenizer, config, env.device)
+        if env.any(not bool(torch.isfinite(loss))):
+            self.optimizer.zero_grad(set_to_none=True)
+            faults.note_nonfinite(self.state, config, "loss", batch["ids"])  # raises after max_nonfinite_steps
+            return None
+        with faults.named_out_of_memory(batch, config, env.device), no_sync:
+            (loss / config.grad_accum).backward()
+        self.samples_seen += len(batch["ids"]) * env.world_size
+        return float(loss.item())
+
+    def _optimizer_step(self, batch: dict, t0: float, loss: float) -> bool:
+        """Clip, step, schedule and log; False when the gradients were not finite (step skipped)."""
+        state = self.state
+        if not faults.clip_or_skip(self.model, self.optimizer, state, self.config, batch["ids"]):
+            return False
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        state.nonfinite_in_a_row = 0
+        self.step_seconds += time.perf_counter() - t0
+        lr = self.scheduler.get_last_lr()[0]
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", epoch=state.epoch)
+        if self.writer is not None and state.global_step % self.config.log_every_steps == 0:
+            self.writer.add_scalar("train/loss", loss, state.global_step)
+            self.writer.add_scalar("train/lr", lr, state.global_step)
+        return True
+
+    def _evaluate(self, record: dict[str, Any], epoch_done: bool) -> str | None:
+        """Dev metrics into ``record``; keeps the best checkpoint; 'early_stopping' when patience ran out."""
+        env, state, config = self.env, self.state, self.config
+        metrics, score, examples = (evaluate_dev(self.model, self.tokenizer, self.dev_data, config, env.device)
+                                    if env.main else ({}, 0.0, []))
+        record.update(metrics)
+        improved = env.main and _is_better(score, state.best_score, self.lower_is_better)
+        if env.main:
+            logger.info("epoch %d step %d: dev %s", state.epoch, state.global_step,
+                        ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+            if self.writer is not None:
+                for k, v in metrics.items():
+                    self.writer.add_scalar(f"dev/{k}", v, state.global_step)
+                self.writer.add_text("dev/examples", "\n\n".join(examples), state.global_step)
+        if improved:
+            state.best_score, state.bad_epochs = score, 0
+        elif epoch_done:
+            state.bad_epochs += 1
+        if env.any(improved):
+            self.save(self.out / "checkpoint-best", with_state=False, metrics=record)
+        if epoch_done and env.any(env.main and state.bad_epochs >= config.patience):
+            logger.info("no better dev score for %d epochs: stopping", state.bad_epochs)
+            return "early_stopping"
+        return None
+
+    def finish(self, stopped: str | None) -> dict[str, Any]:
+        """The run's summary (also ``train_summary.json``), with the samples that could not be read."""
+        env, state = self.env, self.state
+        if self.dev_data is None:  # every rank: save() ends with a barrier
+            self.save(self.out / "checkpoint-best", with_state=False)
+        summary = {"stage": self.config.stage, "stopped": stopped or "epochs", "epochs": state.epoch,
+                   "steps": state.global_step, "best_score": state.best_score, "output_dir": str(self.out),
+                   "train_samples_per_second": self.samples_seen / max(self.step_seconds, 1e-9),
+                   "data_wait_share": self.wait_seconds / max(self.step_seconds, 1e-9),
+                   "skipped_samples": self.skipped,
+                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "world_size": env.world_size}
+        if env.main:
+            ckpt.write_json(self.out / "train_summary.json", summary)
+            if self.skipped:
+                logger.warning("%d sample(s) could not be read and were skipped:\n  %s", len(self.skipped),
+                               "\n  ".join(self.skipped))
+        return summary
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _tensorboard(folder: Path):

@@ -65,7 +65,7 @@ class SignT5Config(PreTrainedConfig):
     target: str = "text"  # gloss | text
     contrastive_dim: int = 256
     decoding: str = "attention"  # attention (the decoder, generate()) | ctc (greedy CTC on the encoder; picked on dev)
-    ctc_weight: float = 0.3  # auxiliary CTC loss on the encoder output (hybrid CTC/attention); 0 switches it off
+    ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True

@@ -28,7 +28,7 @@ class TrainConfig:
     init_from: str | None = None  # stage 2: the stage-1 run (its pose encoder initialises ours)
     target: str = "gloss"  # gloss | text
     sign_language_conditioning: bool = True
-    ctc_weight: float = 0.3  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
+    ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)

@@ -181,3 +181,17 @@ def test_visualize_shows_the_models_prediction(tiny_model, tiny_corpus, tmp_path
     page = out.read_text()
     # without --model_dir the embedded prediction is null; with it, exactly the model's text (even if empty)
     assert '"prediction":' + json.dumps(expected, ensure_ascii=False) in page
+
+
+def test_input_is_read_before_the_model_loads(tiny_corpus, tmp_path, capsys, monkeypatch):
+    """A mistyped sample id is reported without paying for (or failing on) the model load."""
+    from signt5 import inference
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was read")
+
+    monkeypatch.setattr(inference.Predictor, "load", classmethod(no_load))
+    capsys.readouterr()
+    assert main(["infer", "--model_dir", str(tmp_path / "no-model"), "--input_file", str(tiny_corpus / "data.pkl"),
+                 "--sample_id", "ase-tset-00001"]) == 2
+    assert "no sample 'ase-tset-00001'" in _one_line_error(capsys)

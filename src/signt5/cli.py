@@ -111,13 +111,16 @@ def _run_infer(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .inference import Predictor, predict_files
+    from .inference import Predictor, collect_samples, predict_files
 
+    start = time.perf_counter()
+    samples = collect_samples(args.input_file, args.sample_id)  # a wrong path or id fails before the model loads
+    read = time.perf_counter() - start
     start = time.perf_counter()
     predictor = Predictor.load(args.model_dir)
     loaded = time.perf_counter() - start
     predictions, timing = predict_files(predictor, args.input_file, args.sample_id, args.sign_language,
-                                        args.num_beams, args.batch_size, args.decoding)
+                                        args.num_beams, args.batch_size, args.decoding, samples=samples)
     for p in predictions:
         if args.json:
             print(json.dumps({"id": p.sample_id, "text": p.text, "sign_language": p.sign_language,
@@ -125,7 +128,7 @@ def _run_infer(args: argparse.Namespace) -> int:
         else:
             print(f"{p.sample_id}\t{p.text}" if len(predictions) > 1 else p.text)
     logger.info("model loaded in %.2f s; %d sample(s) read in %.2f s, predicted in %.2f s", loaded,
-                len(predictions), timing["read_seconds"], timing["predict_seconds"])
+                len(predictions), read, timing["predict_seconds"])
     return 0
 
 
@@ -218,9 +221,9 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
 
     base = TrainConfig.load(args.config).to_dict() if args.config else {"output_dir": default_output}
     base["stage"] = stage
-    if args.data_dir:
-        base["manifest"] = str(Path(args.data_dir) / "manifest.csv")
-    for name in ("manifest", "output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
+    if args.data_dir or args.manifest:
+        base["manifest"] = _manifest_arg(args)
+    for name in ("output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight"):

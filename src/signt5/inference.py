@@ -122,10 +122,12 @@ def collect_samples(input_file: str | Path, sample_id: str | None = None) -> lis
 
 def predict_files(predictor: Predictor, input_file: str | Path, sample_id: str | None = None,
                   sign_language: str | None = None, num_beams: int = 1,
-                  batch_size: int = 8, decoding: str | None = None) -> tuple[list[Prediction], dict[str, float]]:
-    """Predictions for everything ``input_file`` names, plus timings (seconds, samples/s)."""
+                  batch_size: int = 8, decoding: str | None = None,
+                  samples: Sequence[PoseSample] | None = None) -> tuple[list[Prediction], dict[str, float]]:
+    """Predictions for everything ``input_file`` names (or ``samples``, already read), plus timings."""
     start = time.perf_counter()
-    samples = collect_samples(input_file, sample_id)
+    if samples is None:
+        samples = collect_samples(input_file, sample_id)
     loaded = time.perf_counter()
     texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size, decoding)
     done = time.perf_counter()

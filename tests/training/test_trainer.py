@@ -113,3 +113,20 @@ def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path):
     assert not list(out.glob("*.tmp"))
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2
+
+
+def test_a_new_run_in_an_old_run_folder_starts_a_fresh_log(tiny_corpus, tiny_pose_config, tmp_path, caplog):
+    out = tmp_path / "run"
+    args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_eval_samples", "2", "--max_steps", "2")
+    assert main(["train", *args]) == 0
+    first = (out / "train_log.jsonl").read_text()
+    with caplog.at_level("WARNING", logger="signt5.training.trainer"):
+        assert main(["train", *args, "--max_steps", "3"]) == 0
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert first and [r["step"] for r in records][-1] == 3 and all(r["step"] > 0 for r in records)
+    assert len(records) == len(first.splitlines())  # replaced, not appended to
+    assert "holds an earlier run" in caplog.text
+    before = (out / "train_log.jsonl").read_text()
+    assert main(["train", *args, "--max_steps", "4", "--resume"]) == 0  # a resumed run appends
+    after = (out / "train_log.jsonl").read_text()
+    assert after.startswith(before) and json.loads(after.splitlines()[-1])["step"] == 4

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -159,6 +160,20 @@ def _prepare_data(config: TrainConfig, env: Distributed):
     return train_data, dev_data
 
 
+def _start_fresh(out: Path) -> None:
+    """A new run in a folder that held one: its log and TensorBoard events go, its checkpoints get replaced."""
+    old = [p for p in (out / "train_log.jsonl", out / "runs") if p.exists()]
+    if not old and not (out / "checkpoint-last").exists():
+        return
+    logger.warning("%s holds an earlier run: starting a new one there (its checkpoints will be replaced; "
+                   "use --resume to continue it instead)", out)
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 class _Run:
     """One invocation of a stage: set up (fresh or resumed), then epochs of steps and dev evaluations."""
 
@@ -171,6 +186,8 @@ class _Run:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", self.last_dir)
         if env.main:
             faults.ensure_writable(self.out)
+            if resume_from is None:
+                _start_fresh(self.out)
             config.save(self.out / "train_config.json")
         _seed_everything(config.seed)
 

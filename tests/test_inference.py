@@ -6,6 +6,7 @@ The model is trained for 2 steps, so its text is junk (often empty): every check
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -13,6 +14,7 @@ import re
 import shutil
 
 import pytest
+import torch
 from pose_format.utils.generic import fake_pose
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
@@ -195,3 +197,74 @@ def test_input_is_read_before_the_model_loads(tiny_corpus, tmp_path, capsys, mon
     assert main(["infer", "--model_dir", str(tmp_path / "no-model"), "--input_file", str(tiny_corpus / "data.pkl"),
                  "--sample_id", "ase-tset-00001"]) == 2
     assert "no sample 'ase-tset-00001'" in _one_line_error(capsys)
+
+
+# --- long samples: data.max_frames with long_samples crop or window --------------------------------------------
+
+@pytest.fixture(scope="module")
+def speller(predictor) -> Predictor:
+    """The tiny model with its CTC head re-drawn to spell letters from the pose.
+
+    The 2-step model decodes every window to "", which would make any joining look right; this one
+    gives each window its own non-empty text.
+    """
+    model = copy.deepcopy(predictor.model)
+    letters = predictor.tokenizer("ABCDEFGHIJKLMNOPQRSTUVWXYZ", add_special_tokens=False).input_ids
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.ctc_head.weight.copy_(torch.randn(model.ctc_head.weight.shape, generator=generator) * 3)
+        model.ctc_head.bias.fill_(-1e4)
+        model.ctc_head.bias[letters] = 0.0
+    return Predictor(model, predictor.tokenizer, predictor.model_dir)
+
+
+def _windowed(predictor: Predictor, max_frames: int) -> Predictor:
+    """A second predictor on the same model, windowing at ``max_frames`` (the shared fixture stays as it is)."""
+    windowed = Predictor(predictor.model, predictor.tokenizer, predictor.model_dir)
+    windowed.override_data(max_frames=max_frames, long_samples="window")
+    return windowed
+
+
+def test_window_mode_joins_the_texts_of_each_window(tiny_corpus, speller, caplog):
+    sample = load_sample(tiny_corpus / "data.pkl", "ase-test-00001")
+    assert speller.data_config.max_frames is None
+    whole = speller.prepare(sample)
+    frames = whole["pose"].shape[0]
+    windows = [{**whole, "pose": whole["pose"][a:a + 8], "mask": whole["mask"][a:a + 8]} for a in range(0, frames, 8)]
+    texts = speller.predict_items(windows, decoding="ctc")[0]
+    assert len(windows) == -(-frames // 8) > 2 and all(texts)
+    caplog.set_level(logging.WARNING, logger="signt5")
+    got = _windowed(speller, 8).predict_samples([sample], decoding="ctc")
+    assert got == [" ".join(texts)] != speller.predict_samples([sample], decoding="ctc")
+    warnings = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
+    assert warnings == [f"sample ase-test-00001 ({tiny_corpus / 'data.pkl'}): {frames} frames split into "
+                        f"{len(windows)} windows of at most 8 (data.long_samples=window); their texts are joined"]
+
+
+def test_window_mode_keeps_order_across_a_batch_and_leaves_short_samples_alone(tiny_corpus, speller, caplog):
+    samples = list(read_samples(tiny_corpus / "data.pkl").values())[:5]
+    windowed = _windowed(speller, 12)
+    one_by_one = [windowed.predict_samples([s], decoding="ctc")[0] for s in samples]
+    assert windowed.predict_samples(samples, batch_size=3, decoding="ctc") == one_by_one
+    caplog.clear()
+    assert (_windowed(speller, 10_000).predict_samples(samples, decoding="ctc")
+            == speller.predict_samples(samples, decoding="ctc"))
+    assert not [r for r in caplog.records if "windows" in r.getMessage()]
+
+
+def test_cli_max_frames_and_long_samples_reach_the_predictor(tiny_model, tiny_corpus, predictor, capsys, caplog):
+    pkl, sample_id = tiny_corpus / "data.pkl", "ase-test-00001"
+    sample = load_sample(pkl, sample_id)
+    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="signt5")
+    assert _infer(tiny_model, pkl, "--sample_id", sample_id, "--max_frames", "8", "--long_samples", "window") == 0
+    assert _lines(capsys.readouterr().out) == _windowed(predictor, 8).predict_samples([sample])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("max_frames=8 (checkpoint: None)" in m and "long_samples='window'" in m for m in messages)
+    assert any(f"sample {sample_id}" in m and "windows of at most 8" in m for m in messages)
+    caplog.clear()
+    assert _infer(tiny_model, pkl, "--sample_id", sample_id, "--max_frames", "8") == 0  # the checkpoint's crop
+    assert any(f"{pkl}" in m and "cropped to the centre 8" in m for m in (r.getMessage() for r in caplog.records))
+    with pytest.raises(SystemExit):
+        _infer(tiny_model, pkl, "--sample_id", sample_id, "--long_samples", "slide")
+    assert "invalid choice: 'slide'" in capsys.readouterr().err

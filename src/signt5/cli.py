@@ -72,7 +72,40 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max_samples", type=int, default=None)
     p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
                    help="default: the one the checkpoint chose on dev")
+    _add_data_overrides(p)
     p.set_defaults(func=_run_evaluate)
+
+
+def _frames(value: str) -> int:
+    frames = int(value)
+    if frames < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {frames}")
+    return frames
+
+
+def _add_data_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max_frames", type=_frames, default=None,
+                   help="longest model input, in frames after resampling to the model's frame rate; overrides "
+                        "the checkpoint's data.max_frames for this call (0: no limit)")
+    p.add_argument("--long_samples", choices=["crop", "window"], default=None,
+                   help="a sample longer than max_frames: 'crop' keeps its centre; 'window' decodes consecutive "
+                        "windows of max_frames frames and joins their texts with a space (default: the "
+                        "checkpoint's data.long_samples, usually crop); both warn")
+
+
+def _load_predictor(args: argparse.Namespace):
+    """The model of ``--model_dir`` with ``--max_frames``/``--long_samples`` applied to its data config."""
+    from .inference import Predictor
+
+    predictor = Predictor.load(args.model_dir)
+    changes: dict = {}
+    if args.max_frames is not None:
+        changes["max_frames"] = args.max_frames or None
+    if args.long_samples is not None:
+        changes["long_samples"] = args.long_samples
+    if changes:
+        predictor.override_data(**changes)
+    return predictor
 
 
 def _manifest_arg(args: argparse.Namespace) -> str:
@@ -86,7 +119,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     split = None if args.split == "all" else args.split
     result = evaluate_model(args.model_dir, _manifest_arg(args), split, args.target, args.batch_size,
-                            args.num_beams, args.max_samples, decoding=args.decoding)
+                            args.num_beams, args.max_samples, predictor=_load_predictor(args), decoding=args.decoding)
     paths = write_results(result, args.output_file)
     print(result.to_text())
     print("\nwrote " + ", ".join(map(str, paths)))
@@ -104,6 +137,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
                    help="default: the one the checkpoint chose on dev")
+    _add_data_overrides(p)
     p.set_defaults(func=_run_infer)
 
 
@@ -111,13 +145,13 @@ def _run_infer(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .inference import Predictor, collect_samples, predict_files
+    from .inference import collect_samples, predict_files
 
     start = time.perf_counter()
     samples = collect_samples(args.input_file, args.sample_id)  # a wrong path or id fails before the model loads
     read = time.perf_counter() - start
     start = time.perf_counter()
-    predictor = Predictor.load(args.model_dir)
+    predictor = _load_predictor(args)
     loaded = time.perf_counter() - start
     predictions, timing = predict_files(predictor, args.input_file, args.sample_id, args.sign_language,
                                         args.num_beams, args.batch_size, args.decoding, samples=samples)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 from signt5.cli import main
 from signt5.data.manifest import read_manifest
@@ -89,3 +90,19 @@ def test_bad_model_dir_and_split_are_one_line_errors(tiny_model, tiny_corpus, tm
     err = capsys.readouterr().err
     assert "no samples in split 'tset'" in err and "Traceback" not in err
     assert not (tmp_path / "a.txt").exists() and not (tmp_path / "b.txt").exists()
+
+
+def test_max_frames_and_long_samples_override_the_checkpoint(tiny_model, tiny_corpus, tmp_path, caplog):
+    """``--long_samples window`` decodes the evaluated samples in windows, exactly as inference does."""
+    manifest, out = tiny_corpus / "manifest.csv", tmp_path / "windowed.txt"
+    caplog.set_level(logging.INFO, logger="signt5")
+    assert _evaluate(tiny_model, manifest, out, "--max_samples", "3", "--max_frames", "8",
+                     "--long_samples", "window") == 0
+    rows = _rows(out)
+    windowed = [r.getMessage() for r in caplog.records if "windows of at most 8" in r.getMessage()]
+    assert [m.split()[1].rstrip(":") for m in windowed] == [r["id"] for r in rows]  # one warning per sample, in order
+    predictor = Predictor.load(tiny_model)
+    predictor.override_data(max_frames=8, long_samples="window")
+    samples = [load_sample(e.path).replace(labels={"sign_language": e.sign_language})
+               for e in read_manifest(manifest, split="test")[:3]]
+    assert [r["hypothesis"] for r in rows] == predictor.predict_samples(samples)

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,8 +61,27 @@ class PreparedSamples:
         return out
 
 
+def training_data_config(config: DataConfig) -> DataConfig:
+    """The preprocessing training uses: ``long_samples="window"`` falls back to cropping, with a warning.
+
+    A window of a long sample has no label of its own (the label belongs to the whole sample), so
+    training cannot learn from windows; the saved checkpoint keeps ``window`` for inference and evaluation.
+    Call it once per run: it warns each time.
+    """
+    if config.long_samples != "window":
+        return config
+    if config.max_frames:
+        logger.warning("data.long_samples=window applies to inference and evaluation only: a window of a long "
+                       "sample has no label of its own, so training crops samples longer than data.max_frames "
+                       "(%d) to their centre", config.max_frames)
+    return replace(config, long_samples="crop")
+
+
 def _fingerprint(entries: Sequence[ManifestEntry], config: DataConfig) -> str:
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, config.to_dict()], sort_keys=True).encode())
+    settings = config.to_dict()
+    if settings["long_samples"] == "crop":  # the default: caches made before the setting existed stay valid
+        del settings["long_samples"]
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, settings], sort_keys=True).encode())
     stats: dict[Path, str] = {}
     for e in entries:
         path = Path(e.path)

@@ -29,6 +29,7 @@ HOLISTIC_UPPER_BODY = ["LEFT_SHOULDER", "RIGHT_SHOULDER", "LEFT_ELBOW", "RIGHT_E
 OPENPOSE_UPPER_BODY = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
                        "REye", "LEye", "REar", "LEar"]
 PRESETS = ("default", "hands", "full")
+LONG_SAMPLES = ("crop", "window")
 
 
 @dataclass
@@ -39,7 +40,8 @@ class DataConfig:
     normalization: str = "shoulders"  # shoulders | minmax | none (see signt5.data.normalize)
     target_fps: float | None = 25.0  # resample every sample to this rate (None keeps the source's)
     dims: int = 2  # 2: x, y; 3: x, y, z
-    max_frames: int | None = None  # longer samples are cropped (centre) with a warning
+    max_frames: int | None = None  # longest model input, in frames after resampling (None: no limit)
+    long_samples: str = "crop"  # a longer sample: crop (centre) or window (inference only), with a warning
     person: int | str = "most_confident"  # which person when several are detected
     resolution: list | None = None  # (width, height) for header-less inputs in [0, 1] coordinates
 
@@ -50,9 +52,16 @@ class DataConfig:
             raise ValueError(f"dims must be 2 or 3, got {self.dims}")
         if isinstance(self.components, str) and self.components not in PRESETS:
             raise ValueError(f"components preset must be one of {PRESETS} or a dict, got {self.components!r}")
+        if self.long_samples not in LONG_SAMPLES:
+            raise ValueError(f"long_samples must be one of {LONG_SAMPLES}, got {self.long_samples!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def windowed(self) -> bool:
+        """Whether samples longer than ``max_frames`` are split into windows rather than cropped."""
+        return bool(self.max_frames) and self.long_samples == "window"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DataConfig":
@@ -92,7 +101,12 @@ def resolve_components(layout: KeypointLayout, spec: str | Mapping) -> dict[str,
 
 
 def prepare_sample(sample: PoseSample, config: DataConfig) -> PoseSample:
-    """Resample, normalise in the full layout (shoulders are needed), then select the configured points."""
+    """Resample, normalise in the full layout (shoulders are needed), then select the configured points.
+
+    A sample longer than ``max_frames`` is cropped to its centre, unless ``long_samples`` is ``window``:
+    then it comes back whole, normalised with the statistics of the whole sample, and the caller cuts
+    it into windows (:func:`window_slices`).
+    """
     if sample.resolution is None and config.resolution:
         sample = sample.replace(resolution=tuple(config.resolution))
     sample = _crop_source(sample, config)
@@ -107,7 +121,7 @@ def prepare_sample(sample: PoseSample, config: DataConfig) -> PoseSample:
     if coords.shape[-1] < config.dims:
         raise sample.error(f"config asks for {config.dims} coordinates but the data has {coords.shape[-1]}")
     mask = sample.mask[:, indices]
-    if config.max_frames and sample.num_frames > config.max_frames:
+    if config.max_frames and not config.windowed and sample.num_frames > config.max_frames:
         start = (sample.num_frames - config.max_frames) // 2
         coords, mask = coords[start:start + config.max_frames], mask[start:start + config.max_frames]
     if not np.isfinite(coords).all():  # e.g. coordinates near float32's limit overflow when normalised
@@ -121,7 +135,7 @@ def _crop_source(sample: PoseSample, config: DataConfig) -> PoseSample:
     Cropping before resampling and normalising keeps the memory of a pathological
     100 000-frame file to one copy of its window; the exact centre crop follows in ``prepare_sample``.
     """
-    if not config.max_frames:
+    if not config.max_frames or config.windowed:
         return sample
     ratio = sample.fps / config.target_fps if config.target_fps else 1.0
     frames_after = round(sample.num_frames / ratio) if config.target_fps else sample.num_frames
@@ -132,6 +146,17 @@ def _crop_source(sample: PoseSample, config: DataConfig) -> PoseSample:
     needed = min(sample.num_frames, int(np.ceil((config.max_frames + 2) * ratio)) + 2)
     start = (sample.num_frames - needed) // 2
     return sample.replace(coords=sample.coords[start:start + needed], mask=sample.mask[start:start + needed])
+
+
+def window_slices(num_frames: int, max_frames: int) -> list[slice]:
+    """Consecutive, non-overlapping windows of at most ``max_frames`` covering every frame once, in order.
+
+    Non-overlapping because the window texts are joined: a sign in an overlap would be decoded
+    twice and appear twice (a doubled letter) in the joined text. The last window may be short.
+    """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    return [slice(start, min(start + max_frames, num_frames)) for start in range(0, num_frames, max_frames)]
 
 
 class SampleLoader:

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from signt5.data.cache import PreparedDataset, prepare_all
+from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
 from signt5.data.dataset import pad_batch
 from signt5.data.errors import SignT5Error
 from signt5.data.manifest import check_labels, read_manifest
@@ -153,8 +153,9 @@ def _prepare_data(config: TrainConfig, env: Distributed):
     cache_dir = manifest.parent / ".signt5-cache"
     if not env.main:
         env.barrier()  # wait for rank 0's cache
-    train_data = prepare_all(train_entries, config.data, cache_dir)
-    dev_data = prepare_all(dev_entries, config.data, cache_dir) if dev_entries else None
+    data_config = training_data_config(config.data)
+    train_data = prepare_all(train_entries, data_config, cache_dir)
+    dev_data = prepare_all(dev_entries, data_config, cache_dir) if dev_entries else None
     if env.main:
         env.barrier()
     return train_data, dev_data

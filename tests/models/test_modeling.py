@@ -252,3 +252,39 @@ def test_loading_does_not_reinitialise_the_pose_side(model, tmp_path):
     loaded = SignT5ForConditionalGeneration.from_pretrained(tmp_path)
     for name, weight in model.encoder.state_dict().items():
         torch.testing.assert_close(loaded.encoder.state_dict()[name], weight, rtol=0, atol=0, msg=name)
+
+
+def test_ctc_letter_classes_one_per_letter_per_sign_language():
+    """With ctc_units, CTC targets are "language:letter" classes (a 2-byte Cyrillic letter is one class)."""
+    import torch.nn.functional as F
+
+    from signt5.data.manifest import ManifestEntry
+    from signt5.evaluation.generate import ctc_text
+    from signt5.models.modeling import ctc_units_for, ctc_units_text
+    from signt5.models.text import tokenize_targets
+
+    entries = [ManifestEntry(id="a", path="a.pose", gloss="A B", sign_language="ase"),
+               ManifestEntry(id="b", path="b.pose", gloss="Б A", sign_language="bfi"),
+               ManifestEntry(id="c", path="c.pose", gloss="SCH A", sign_language="gsg")]
+    units = ctc_units_for(entries, "gloss")
+    assert units == ["ase:A", "ase:B", "bfi:A", "bfi:Б", "gsg:A", "gsg:SCH"]
+    assert ctc_units_for(entries, "text") is None
+    torch.manual_seed(0)
+    model = SignT5ForConditionalGeneration(tiny_config(ctc_units=units)).eval()
+    assert model.ctc_head.out_features == len(units) + 1  # + blank
+    labels = tokenize_targets(byte_tokenizer(), ["A B", "Б A", "SCH A Q"])
+    ids = torch.tensor(model.config.sign_language_ids(["ase", "bfi", "gsg"]))
+    assert model.ctc_targets(labels, ids) == [[1, 2], [4, 3], [6, 5]]  # Q: not a class of gsg, dropped
+    assert ctc_units_text(units, [4, 3]) == "Б A" and ctc_text(model.config, byte_tokenizer(), [6, 5]) == "SCH A"
+
+    k = model.config.pose_encoder_config.keypoint_layout.num_points
+    pose, mask = torch.randn(3, 16, k, 2), torch.ones(3, 16, k, dtype=torch.bool)
+    frames = torch.ones(3, 16, dtype=torch.bool)
+    out = model(pose=pose, point_mask=mask, frame_mask=frames, sign_language_ids=ids, labels=labels)
+    enc = model.encoder(pose, mask, frames, ids)
+    ce = F.cross_entropy(out.logits.view(-1, out.logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX)
+    log_probs = model.ctc_head(enc.last_hidden_state).log_softmax(-1).transpose(0, 1)
+    ctc = F.ctc_loss(log_probs, torch.tensor([1, 2, 4, 3, 6, 5]), torch.tensor([8, 8, 8]), torch.tensor([2, 2, 2]),
+                     blank=0, zero_infinity=True)
+    w = model.config.ctc_weight
+    torch.testing.assert_close(out.loss, (1 - w) * ce + w * ctc)

@@ -130,3 +130,12 @@ def test_a_new_run_in_an_old_run_folder_starts_a_fresh_log(tiny_corpus, tiny_pos
     assert main(["train", *args, "--max_steps", "4", "--resume"]) == 0  # a resumed run appends
     after = (out / "train_log.jsonl").read_text()
     assert after.startswith(before) and json.loads(after.splitlines()[-1])["step"] == 4
+
+
+def test_stage_two_learns_one_ctc_class_per_letter_of_each_sign_language(tiny_model, tiny_corpus):
+    from signt5.data.manifest import read_manifest
+
+    config = json.loads((tiny_model / "checkpoint-best" / "config.json").read_text())
+    train = read_manifest(tiny_corpus / "manifest.csv", "train")
+    expected = sorted({f"{e.sign_language}:{letter}" for e in train for letter in e.gloss.split()})
+    assert config["ctc_units"] == expected and config["target"] == "gloss"

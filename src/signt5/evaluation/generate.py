@@ -63,8 +63,11 @@ def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:
     """Text of CTC output ids. CTC is trained without spaces on the byte vocabulary, so a gloss target
     gets its letters spaced again (a multi-character letter such as SCH comes out as S C H; CER, which
     ignores whitespace, is unaffected)."""
+    from signt5.models.modeling import ctc_units_text
     from signt5.models.text import BYTE_VOCAB_SIZE
 
+    if getattr(config, "ctc_units", None):
+        return ctc_units_text(config.ctc_units, ids)
     text = tokenizer.decode(ids, skip_special_tokens=True)
     if config.target == "gloss" and config.text_config.vocab_size == BYTE_VOCAB_SIZE:
         return " ".join(text.replace(" ", ""))

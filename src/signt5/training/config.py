@@ -28,6 +28,7 @@ class TrainConfig:
     init_from: str | None = None  # stage 2: the stage-1 run (its pose encoder initialises ours)
     target: str = "gloss"  # gloss | text
     sign_language_conditioning: bool = True
+    ctc_classes: str = "letters"  # stage 2 CTC classes: letters (one per letter per sign language) | tokens
     ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
@@ -57,6 +58,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.ctc_classes not in ("letters", "tokens"):
+            raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

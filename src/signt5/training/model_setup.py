@@ -56,14 +56,23 @@ def load_run_model(path: str | Path, cls: type = SignT5ForConditionalGeneration)
     return model, load_tokenizer(folder)
 
 
-def build_model(config: TrainConfig, sign_languages: Sequence[str]) -> tuple[Any, Any]:
-    """A fresh model for ``config.stage``; stage 2 takes its pose encoder from a stage-1 run when given."""
+def build_model(config: TrainConfig, sign_languages: Sequence[str],
+                ctc_units: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """A fresh model for ``config.stage``; stage 2 takes its pose encoder from a stage-1 run when given.
+
+    ``ctc_units`` ("language:letter" classes of the training labels) replace token ids as CTC classes
+    when ``config.ctc_classes`` is ``letters``, the target a gloss, the vocabulary bytes and the sign
+    language known; otherwise CTC runs over the tokenizer's ids.
+    """
     pose_config = PoseEncoderConfig.from_json(config.pose_config)
     languages = list(sign_languages) if config.sign_language_conditioning else []
     cls = model_class(config.stage)
     pretrained = pretrained_umt5_dir(config.umt5_dir)
     tokenizer = load_tokenizer(pretrained)
     extra = {"ctc_weight": config.ctc_weight} if config.stage == "finetune" else {}
+    if (config.stage == "finetune" and config.ctc_classes == "letters" and ctc_units and languages
+            and pretrained is None and config.target == "gloss"):
+        extra["ctc_units"] = list(ctc_units)
     if pretrained is not None:
         model = cls.from_umt5(pretrained, pose_config, config.data, languages, config.target, **extra)
         if config.stage == "pretrain":

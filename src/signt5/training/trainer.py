@@ -31,6 +31,7 @@ from signt5.data.dataset import pad_batch
 from signt5.data.errors import SignT5Error
 from signt5.data.manifest import check_labels, read_manifest
 from signt5.evaluation.generate import autocast_for
+from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
@@ -199,7 +200,8 @@ class _Run:
             logger.info("resuming from %s", resume_from)
         else:
             languages = sorted({e.sign_language for e in self.train_data.entries if e.sign_language})
-            self.model, self.tokenizer = build_model(config, languages)
+            self.model, self.tokenizer = build_model(config, languages,
+                                                     ctc_units_for(self.train_data.entries, config.target))
         self.model.to(env.device)
         n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         (logger.info if env.main else logger.debug)(

@@ -209,7 +209,10 @@ def speller(predictor) -> Predictor:
     gives each window its own non-empty text.
     """
     model = copy.deepcopy(predictor.model)
-    letters = predictor.tokenizer("ABCDEFGHIJKLMNOPQRSTUVWXYZ", add_special_tokens=False).input_ids
+    if model.config.ctc_units:  # one class per letter: every class but the blank (0)
+        letters = list(range(1, model.ctc_head.out_features))
+    else:
+        letters = predictor.tokenizer("ABCDEFGHIJKLMNOPQRSTUVWXYZ", add_special_tokens=False).input_ids
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         model.ctc_head.weight.copy_(torch.randn(model.ctc_head.weight.shape, generator=generator) * 3)

@@ -60,9 +60,10 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size
 
 
 def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:
-    """Text of CTC output ids. CTC is trained without spaces on the byte vocabulary, so a gloss target
-    gets its letters spaced again (a multi-character letter such as SCH comes out as S C H; CER, which
-    ignores whitespace, is unaffected)."""
+    """Text of CTC output ids: letter classes (``config.ctc_units``) come back as a spaced gloss. Token
+    CTC is trained without spaces on the byte vocabulary, so a gloss target gets its letters spaced
+    again (a multi-character letter such as SCH comes out as S C H; CER, which ignores whitespace, is
+    unaffected)."""
     from signt5.models.modeling import ctc_units_text
     from signt5.models.text import BYTE_VOCAB_SIZE
 

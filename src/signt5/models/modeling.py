@@ -27,13 +27,12 @@ from signt5.data.layout import KeypointLayout, layout_by_name
 
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
-from .text import BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
+from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
-BYTE_OFFSET = 3  # ByT5-style byte vocabulary: id = byte + 3 (pad, eos, unk first)
 
 
 def selected_layout(data_config: DataConfig | None = None,
@@ -295,7 +294,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         drop = {text.pad_token_id, text.eos_token_id, IGNORE_INDEX}
         if not self.config.ctc_units:
             if text.vocab_size == BYTE_VOCAB_SIZE:
-                drop.add(ord(" ") + 3)
+                drop.add(ord(" ") + BYTE_OFFSET)
             return [[int(t) for t in row if int(t) not in drop] for row in labels.tolist()]
         table = {unit: i + 1 for i, unit in enumerate(self.config.ctc_units)}
         codes = ([None] * len(labels) if sign_language_ids is None else

@@ -13,7 +13,8 @@ from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerBase, 
 logger = logging.getLogger(__name__)
 
 DEFAULT_UMT5_DIR = Path("models/umt5")
-BYTE_VOCAB_SIZE = 259  # 3 specials (pad 0, eos 1, unk 2) + 256 bytes; ids = byte + 3
+BYTE_OFFSET = 3  # byte vocabulary: 3 specials (pad 0, eos 1, unk 2) first, then id = byte + 3
+BYTE_VOCAB_SIZE = BYTE_OFFSET + 256
 IGNORE_INDEX = -100
 
 # Presets for training without pretrained weights: byte vocabulary, small widths.

@@ -21,7 +21,7 @@ from .data.dataset import DataConfig, prepare_sample, window_slices
 from .data.errors import LayoutError, PoseDataError, SignT5Error
 from .data.readers import ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, load_sample, read_samples
 from .data.sample import PoseSample
-from .evaluation.generate import generate_texts
+from .decoding.generate import generate_texts
 
 logger = logging.getLogger(__name__)
 

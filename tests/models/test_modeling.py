@@ -209,7 +209,7 @@ def test_ctc_auxiliary_loss_matches_its_formula():
 
 def test_ctc_greedy_decoding_is_the_best_path_collapsed():
     """ctc_decode = argmax per valid frame, repeats merged, blanks (pad) dropped; padded frames ignored."""
-    from signt5.evaluation.generate import ctc_text
+    from signt5.decoding.generate import ctc_text
     from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
     from signt5.models.pose_encoder import PoseEncoderConfig
     from signt5.models.text import byte_tokenizer, umt5_config
@@ -259,7 +259,7 @@ def test_ctc_letter_classes_one_per_letter_per_sign_language():
     import torch.nn.functional as F
 
     from signt5.data.manifest import ManifestEntry
-    from signt5.evaluation.generate import ctc_text
+    from signt5.decoding.generate import ctc_text
     from signt5.models.modeling import ctc_units_for, ctc_units_text
     from signt5.models.text import tokenize_targets
 

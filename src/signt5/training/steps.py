@@ -8,7 +8,7 @@ import torch
 
 from signt5.data.cache import PreparedSamples
 from signt5.data.dataset import pad_batch
-from signt5.evaluation.generate import autocast_for, generate_texts
+from signt5.decoding.generate import autocast_for, generate_texts
 from signt5.evaluation.metrics import compute_metrics
 from signt5.models.modeling import model_inputs
 

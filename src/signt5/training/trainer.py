@@ -30,14 +30,14 @@ from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
 from signt5.data.dataset import pad_batch
 from signt5.data.errors import SignT5Error
 from signt5.data.manifest import check_labels, read_manifest
-from signt5.evaluation.generate import autocast_for
+from signt5.data.sampler import BucketBatchSampler
+from signt5.decoding.generate import autocast_for
 from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
 from .config import TrainConfig
 from .model_setup import build_model, load_run_model, model_class
-from .sampler import BucketBatchSampler
 from .steps import evaluate_dev, training_loss
 
 logger = logging.getLogger(__name__)

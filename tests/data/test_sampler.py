@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from signt5.training.sampler import BucketBatchSampler
+from signt5.data.sampler import BucketBatchSampler
 
 
 def _padding(batches, lengths):

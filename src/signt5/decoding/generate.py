@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from signt5.data.dataset import pad_batch
-from signt5.training.sampler import BucketBatchSampler
+from signt5.data.sampler import BucketBatchSampler
 
 logger = logging.getLogger(__name__)
 

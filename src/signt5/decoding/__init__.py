@@ -1,0 +1,2 @@
+"""Decoding: attention (``generate()``), greedy CTC, and joint CTC/attention, shared by training, evaluation
+and inference."""

@@ -26,6 +26,8 @@ def _add_build_fingerspelling(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test_words", type=int, default=10)
     p.add_argument("--test_shifted_words", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--multi_word_share", type=float, default=0.25,
+                   help="share of each split spelled as multi-word names (first + last name, place names)")
     p.add_argument("--layout", default="holistic_reduced_178", choices=["holistic_reduced_178", "holistic_586"])
     p.add_argument("--formats", nargs="+", default=["pose", "pkl"], choices=["pose", "pkl"])
     p.set_defaults(func=_run_build_fingerspelling)
@@ -37,7 +39,7 @@ def _run_build_fingerspelling(args: argparse.Namespace) -> int:
     config = CorpusConfig(
         output_dir=args.output_dir, sign_languages=args.sign_languages, train_words=args.train_words,
         dev_words=args.dev_words, test_words=args.test_words, test_shifted_words=args.test_shifted_words,
-        seed=args.seed, layout=args.layout, formats=args.formats,
+        seed=args.seed, multi_word_share=args.multi_word_share, layout=args.layout, formats=args.formats,
     )
     entries = build_corpus(config)
     splits = Counter(e.split for e in entries)

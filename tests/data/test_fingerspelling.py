@@ -55,7 +55,7 @@ def test_labels_match_the_letters_used(corpus, lexicon):
     for e in entries:
         letters = {c.gloss for c in lexicon.letters(e.sign_language)}
         assert set(e.gloss.split(" ")) <= letters
-        spelled = lexicon.spell(e.text, e.sign_language)
+        spelled = [c for word in e.text.split(" ") for c in lexicon.spell(word, e.sign_language)]
         assert " ".join(c.gloss for c in spelled) == e.gloss
     greek = [e for e in entries if e.sign_language == "gss"]
     assert all(any("\u0370" <= ch <= "\u03ff" for ch in e.text) for e in greek)
@@ -66,8 +66,10 @@ def test_sample_length_follows_the_spelling(corpus):
     for e in entries[:10]:
         sample = read_pose_file(e.path)
         letters = len(e.gloss.split(" "))
+        pauses = e.text.count(" ")  # at most 1.5 s each, between the words of a name
         # each letter lasts fps / letters_per_second frames: 1.4 .. 3.5 letters per second overall
-        assert sample.fps / 3.5 * letters * 0.8 <= sample.num_frames <= sample.fps / 1.4 * letters + 7 * letters
+        assert sample.fps / 3.5 * letters * 0.8 <= sample.num_frames <= (sample.fps / 1.4 * letters + 7 * letters
+                                                                        + sample.fps * 1.5 * pauses)
 
 
 def test_pose_files_and_pickle_agree(corpus):

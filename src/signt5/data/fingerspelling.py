@@ -1,10 +1,12 @@
-"""The default data set: fingerspelled words in 19 sign languages, built from real letter recordings.
+"""The default data set: fingerspelled words and names in 19 sign languages, built from real letter recordings.
 
 Each word is spelled with the MediaPipe Holistic letter clips of the ``spoken-to-signed``
 lexicon, with the variation real recordings have: signing speed, transitions between
 letters, frame rate, camera resolution and framing, small rotations, landmark jitter,
 points leaving the frame and stretches where a hand is not detected. ``test_shifted``
 draws that variation from outside the training ranges, to measure robustness.
+A share of each split is multi-word names (first + last name, multi-word place names):
+the words are spelled one after another with a held pause between them, as a signer does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +27,7 @@ from .manifest import ManifestEntry, write_manifest
 from .normalize import resample_fps, resample_frames
 from .readers import read_pose_file, write_pose_file
 from .sample import PoseSample
-from .words import spellable_words
+from .words import spellable_names, spellable_words
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class Variation:
     rotation_degrees: float = 6.0  # uniform in +/- this
     jitter: float = 0.008  # landmark noise, std as a fraction of shoulder width
     hand_dropout: float = 0.08  # chance per letter that a hand goes undetected for part of it
+    word_pause_seconds: tuple[float, float] = (0.3, 0.8)  # hand held still between the words of a name
 
 
 SHIFTED = Variation(
@@ -58,6 +62,7 @@ SHIFTED = Variation(
     rotation_degrees=12.0,
     jitter=0.016,
     hand_dropout=0.2,
+    word_pause_seconds=(0.9, 1.5),
 )
 
 
@@ -67,19 +72,32 @@ class CorpusConfig:
 
     output_dir: str = "data/fingerspelling"
     sign_languages: list[str] | None = None  # None: all in the lexicon
-    train_words: int = 100  # per sign language
+    train_words: int = 100  # samples (words or names) per sign language
     dev_words: int = 10
     test_words: int = 10
     test_shifted_words: int = 10
     seed: int = 0
+    multi_word_share: float = 0.25  # of each split's samples: multi-word names rather than single words
     layout: str = "holistic_reduced_178"  # stored layout: the lexicon's holistic_586 or pose-format's reduction
     formats: list[str] = field(default_factory=lambda: ["pose", "pkl"])
     variation: Variation = field(default_factory=Variation)
     shifted_variation: Variation = field(default_factory=lambda: SHIFTED)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.multi_word_share <= 1.0:
+            raise ValueError(f"multi_word_share must lie in [0, 1], got {self.multi_word_share}")
+
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.train_words, "dev": self.dev_words, "test": self.test_words,
                 "test_shifted": self.test_shifted_words}
+
+    def multi_word_count(self, split_size: int) -> int:
+        """How many of a split's samples are multi-word names (rounded half up, so small splits get some)."""
+        return int(split_size * self.multi_word_share + 0.5)
+
+
+# A sample to spell: its text as written and the letter clips of each of its words.
+Spelling = tuple[str, list[list[LetterClip]]]
 
 
 class ClipBank:
@@ -101,28 +119,39 @@ class ClipBank:
         return self._clips[clip.path]
 
 
-def spell_sequence(clips: Sequence[PoseSample], rng: np.random.Generator, v: Variation,
-                   fps: float) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Concatenate letter clips at a drawn speed with interpolated transitions; returns coords, mask, letter spans."""
-    parts_c, parts_m, spans, start = [], [], [], 0
-    for i, clip in enumerate(clips):
-        frames = max(2, int(round(fps / rng.uniform(*v.letters_per_second))))
-        positions = np.linspace(0, clip.num_frames - 1, frames)
-        c, m = resample_frames(clip.coords, clip.mask, positions)
-        if i > 0:
-            k = int(rng.integers(v.transition_frames[0], v.transition_frames[1] + 1))
-            prev_c, prev_m = parts_c[-1][-1], parts_m[-1][-1]
-            w = (np.arange(1, k + 1) / (k + 1)).astype(np.float32)[:, None, None]
-            trans_m = np.repeat((prev_m & m[0])[None], k, axis=0)
-            trans_c = np.where(trans_m[..., None], prev_c[None] * (1 - w) + c[0][None] * w, 0.0)
-            parts_c.append(trans_c.astype(np.float32))
-            parts_m.append(trans_m)
-            start += k
-        parts_c.append(c)
-        parts_m.append(m)
-        spans.append((start, start + frames))
-        start += frames
-    return np.concatenate(parts_c), np.concatenate(parts_m), spans
+def spell_sequence(words: Sequence[Sequence[PoseSample]], rng: np.random.Generator, v: Variation, fps: float
+                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Concatenate the words' letter clips at a drawn speed with interpolated transitions.
+
+    Between two words the hand holds the last letter for a drawn pause (``v.word_pause_seconds``), then moves
+    to the next word's first letter like between letters. Returns coords, mask, letter spans and pause spans.
+    """
+    parts_c, parts_m, spans, pauses, start = [], [], [], [], 0
+    for wi, clips in enumerate(words):
+        for i, clip in enumerate(clips):
+            frames = max(2, int(round(fps / rng.uniform(*v.letters_per_second))))
+            positions = np.linspace(0, clip.num_frames - 1, frames)
+            c, m = resample_frames(clip.coords, clip.mask, positions)
+            if wi > 0 and i == 0:
+                hold = max(1, int(round(fps * rng.uniform(*v.word_pause_seconds))))
+                parts_c.append(np.repeat(parts_c[-1][-1:], hold, axis=0))
+                parts_m.append(np.repeat(parts_m[-1][-1:], hold, axis=0))
+                pauses.append((start, start + hold))
+                start += hold
+            if parts_c:
+                k = int(rng.integers(v.transition_frames[0], v.transition_frames[1] + 1))
+                prev_c, prev_m = parts_c[-1][-1], parts_m[-1][-1]
+                w = (np.arange(1, k + 1) / (k + 1)).astype(np.float32)[:, None, None]
+                trans_m = np.repeat((prev_m & m[0])[None], k, axis=0)
+                trans_c = np.where(trans_m[..., None], prev_c[None] * (1 - w) + c[0][None] * w, 0.0)
+                parts_c.append(trans_c.astype(np.float32))
+                parts_m.append(trans_m)
+                start += k
+            parts_c.append(c)
+            parts_m.append(m)
+            spans.append((start, start + frames))
+            start += frames
+    return np.concatenate(parts_c), np.concatenate(parts_m), spans, pauses
 
 
 def record(coords: np.ndarray, mask: np.ndarray, spans: list[tuple[int, int]], layout: KeypointLayout,
@@ -169,6 +198,7 @@ def build_corpus(config: CorpusConfig, lexicon: FingerspellingLexicon | None = N
     entries: list[ManifestEntry] = []
     pkl: dict[str, dict] = {}
     counts: dict[str, dict[str, int]] = {}
+    multi_word: dict[str, dict[str, int]] = {}
     for li, language in enumerate(languages):
         rng = np.random.default_rng([config.seed, li])
         words = _unique_spellings(spellable_words(lexicon, language, sum(sizes.values()) * 3, seed=config.seed))
@@ -176,43 +206,79 @@ def build_corpus(config: CorpusConfig, lexicon: FingerspellingLexicon | None = N
         if len(words) < sum(sizes.values()):
             logger.warning("%s: only %d distinct spellable words for %d requested", language, len(words),
                            sum(sizes.values()))
-        counts[language] = {}
-        offset = 0
-        for split, size in sizes.items():
-            chosen = words[offset: offset + size]
-            offset += size
-            counts[language][split] = len(chosen)
+        wanted = {split: config.multi_word_count(size) for split, size in sizes.items()}
+        names = spellable_names(lexicon, language, 4 * sum(wanted.values()), seed=config.seed)
+        assigned = _assign_splits(words, names, sizes, wanted, language)
+        counts[language] = {split: len(chosen) for split, chosen in assigned.items()}
+        multi_word[language] = {split: sum(len(groups) > 1 for _, groups in chosen)
+                                for split, chosen in assigned.items()}
+        for split, chosen in assigned.items():
+            rng.shuffle(chosen)
             variation = config.shifted_variation if split == "test_shifted" else config.variation
-            for wi, (word, clips) in enumerate(chosen):
+            for wi, (text, groups) in enumerate(chosen):
                 sample_id = f"{language}-{split}-{wi:05d}"
                 fps = float(variation.fps[int(rng.integers(len(variation.fps)))])
-                coords, mask, spans = spell_sequence([bank.get(c) for c in clips], rng, variation, fps)
+                clips = [[bank.get(c) for c in word] for word in groups]
+                coords, mask, spans, _ = spell_sequence(clips, rng, variation, fps)
                 coords, mask, resolution = record(coords, mask, spans, layout, rng, variation)
-                gloss = " ".join(c.gloss for c in clips)
+                gloss = " ".join(c.gloss for word in groups for c in word)
                 sample = PoseSample(coords, mask, fps, layout, resolution, "pixels", sample_id)
-                entry = ManifestEntry(sample_id, out / "poses" / split / f"{sample_id}.pose", word, gloss, language,
+                entry = ManifestEntry(sample_id, out / "poses" / split / f"{sample_id}.pose", text, gloss, language,
                                       split, sample_id)
                 if "pose" in config.formats:
                     entry.path.parent.mkdir(parents=True, exist_ok=True)
                     write_pose_file(sample, entry.path)
                 if "pkl" in config.formats:
                     pkl[sample_id] = {"keypoints": coords, "confidence": mask.astype(np.float32), "fps": fps,
-                                      "resolution": list(resolution), "layout": layout.name, "text": word,
+                                      "resolution": list(resolution), "layout": layout.name, "text": text,
                                       "gloss": gloss, "sign_language": language, "split": split}
                 entries.append(entry)
-        logger.info("%s: %s", language, counts[language])
+        logger.info("%s: %s (multi-word %s)", language, counts[language], multi_word[language])
     write_manifest(entries, out / "manifest.csv")
     if "pkl" in config.formats:
         _write_atomic(out / "data.pkl", pickle.dumps(pkl, protocol=pickle.HIGHEST_PROTOCOL))
         pkl_entries = [ManifestEntry(e.id, out / "data.pkl", e.text, e.gloss, e.sign_language, e.split, e.id)
                        for e in entries]
         write_manifest(pkl_entries, out / "manifest_pkl.csv")
-    info = {"config": asdict(config), "counts": counts, "lexicon": str(lexicon.root)}
+    totals = {split: sum(c[split] for c in multi_word.values()) for split in sizes}
+    info = {"config": asdict(config), "counts": counts, "multi_word": {"total": totals, **multi_word},
+            "lexicon": str(lexicon.root)}
     _write_atomic(out / "corpus.json", json.dumps(info, indent=2, ensure_ascii=False).encode())
     return entries
 
 
-def _unique_spellings(words):
+def _assign_splits(words: list[tuple[str, list[LetterClip]]], names: list[Spelling], sizes: dict[str, int],
+                   wanted: dict[str, int], language: str) -> dict[str, list[Spelling]]:
+    """Fill each split with names and single words such that no word and no letter sequence is in two splits.
+
+    A word claimed by a split (alone or inside a name) is off limits to the others, so a test name never
+    contains a word seen in training; a split short of names is topped up with single words.
+    """
+    owner: dict[tuple[str, ...], str] = {}
+    word_iter: Iterator[Spelling] = ((word, [clips]) for word, clips in words)
+    name_iter = iter(names)
+    assigned: dict[str, list[Spelling]] = {}
+    for split, size in sizes.items():
+        chosen: list[Spelling] = []
+        for pool, quota in ((name_iter, wanted[split]), (word_iter, size)):
+            while len(chosen) < quota:
+                spelling = next(pool, None)
+                if spelling is None:
+                    break
+                groups = spelling[1]
+                keys = [tuple(c.gloss for c in word) for word in groups]
+                keys.append(tuple(c.gloss for word in groups for c in word))
+                if owner.get(keys[-1]) is None and all(owner.get(k, split) == split for k in keys):
+                    owner.update((k, split) for k in keys)
+                    chosen.append(spelling)
+        names_taken = sum(len(groups) > 1 for _, groups in chosen)
+        if names_taken < wanted[split]:
+            logger.info("%s %s: %d multi-word names for %d wanted", language, split, names_taken, wanted[split])
+        assigned[split] = chosen
+    return assigned
+
+
+def _unique_spellings(words: list[tuple[str, list[LetterClip]]]) -> list[tuple[str, list[LetterClip]]]:
     """Keep one word per letter sequence, so splits are disjoint in what the model must output."""
     seen, unique = set(), []
     for word, clips in words:

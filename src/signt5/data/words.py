@@ -15,6 +15,10 @@ Where the words come from:
 
 About half of :func:`candidate_words` comes from each kind; when one kind runs out
 the other fills in. :func:`word_source_summary` says which sources each language uses.
+
+Multi-word names (:func:`candidate_names`) come from the same Faker lists: a locale's
+multi-word place names as written (``"Bad Kissingen"``, ``"San José"``), and pairs of a
+first and a last name of the locale.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 MIN_LENGTH = 2
 MAX_LENGTH = 12
+MAX_NAME_LETTERS = 18  # a multi-word name's letters, spaces not counted
 _COMMON_POOL = 20000
 _FAKER_LOCALES = {
     "ar": "ar_AA",
@@ -85,11 +90,7 @@ def word_source_summary() -> dict[str, str]:
 
 def candidate_words(spoken_language: str, n: int, seed: int = 0) -> list[str]:
     """Up to ``n`` distinct real words of the language, half common words, half names and places."""
-    if spoken_language not in _FAKER_LOCALES:
-        raise UnsupportedLanguageError(
-            f"no word source for spoken language {spoken_language!r}; "
-            f"known: {', '.join(supported_languages())}"
-        )
+    _check_language(spoken_language)
     if n <= 0:
         return []
     rng = random.Random(f"{spoken_language}:{seed}")
@@ -139,6 +140,60 @@ def spellable_words(
         asked *= 4
 
 
+def candidate_names(spoken_language: str, n: int, seed: int = 0) -> list[str]:
+    """Up to ``n`` distinct multi-word names: about a third place names, the rest first + last name pairs.
+
+    Place names are few per locale and first + last pairs are many, so pairs fill in when places run out.
+    """
+    _check_language(spoken_language)
+    if n <= 0:
+        return []
+    rng = random.Random(f"names:{spoken_language}:{seed}")
+    places = _shuffled(_multi_word_places(spoken_language), rng)
+    pools = _name_pools(spoken_language)
+    firsts, lasts = pools["first"], pools["last"]
+    pairs = [f"{rng.choice(firsts)} {rng.choice(lasts)}" for _ in range(3 * n)] if firsts and lasts else []
+    ordered = (name for trio in zip_longest(places, pairs[0::2], pairs[1::2]) for name in trio if name is not None)
+    names: list[str] = []
+    seen: set[str] = set()
+    for name in ordered:
+        key = fold_text(name, spoken_language)
+        if key not in seen and len(name.replace(" ", "")) <= MAX_NAME_LETTERS:
+            seen.add(key)
+            names.append(name)
+            if len(names) == n:
+                break
+    if len(names) < n:
+        logger.info("only %d distinct candidate names for %r (asked for %d)", len(names), spoken_language, n)
+    return names
+
+
+def spellable_names(
+    lexicon: FingerspellingLexicon, signed_language: str, n: int, seed: int = 0
+) -> list[tuple[str, list[list[LetterClip]]]]:
+    """Up to ``n`` candidate names whose every word the sign language's alphabet can spell, with each word's clips."""
+    spoken = lexicon.spoken_language(signed_language)
+    found: list[tuple[str, list[list[LetterClip]]]] = []
+    for name in candidate_names(spoken, 2 * n, seed):
+        words = [lexicon.spell(word, signed_language) for word in name.split(" ")]
+        if all(clips is not None for clips in words):
+            found.append((name, words))
+            if len(found) == n:
+                break
+    if len(found) < n:
+        logger.info("only %d spellable names for %r (asked for %d)", len(found), signed_language, n)
+    return found
+
+
+def _check_language(spoken_language: str) -> None:
+    """Fail clearly on a spoken language that has no word source."""
+    if spoken_language not in _FAKER_LOCALES:
+        raise UnsupportedLanguageError(
+            f"no word source for spoken language {spoken_language!r}; "
+            f"known: {', '.join(supported_languages())}"
+        )
+
+
 def _shuffled(words: tuple[str, ...], rng: random.Random) -> list[str]:
     """A seeded shuffle of a (sorted, hence reproducible) word pool."""
     shuffled = list(words)
@@ -186,8 +241,8 @@ def _common_words(spoken_language: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
-def _name_pools(spoken_language: str) -> dict[str, tuple[str, ...]]:
-    """Faker's first names, last names and place names for the language, split into single words."""
+def _faker_entries(spoken_language: str) -> dict[str, tuple[str, ...]]:
+    """Faker's first names, last names and real place names for the language, as written (NFC)."""
     from faker import Faker
 
     locale = _FAKER_LOCALES[spoken_language]
@@ -201,15 +256,28 @@ def _name_pools(spoken_language: str) -> dict[str, tuple[str, ...]]:
     if address is not None and type(address).__module__.endswith("." + locale):
         for attribute in _PLACE_ATTRIBUTES:
             raw["place"].extend(vars(type(address)).get(attribute, ()) or ())
+    return {kind: tuple(unicodedata.normalize("NFC", e) for e in entries if isinstance(e, str))
+            for kind, entries in raw.items()}
+
+
+@lru_cache(maxsize=None)
+def _name_pools(spoken_language: str) -> dict[str, tuple[str, ...]]:
+    """Faker's first names, last names and place names for the language, split into single words."""
     pools = {}
-    for kind, entries in raw.items():
-        words = set()
-        for entry in entries:
-            if isinstance(entry, str):
-                for part in unicodedata.normalize("NFC", entry).split():
-                    if _usable(part, spoken_language):
-                        words.add(part)
+    for kind, entries in _faker_entries(spoken_language).items():
+        words = {part for entry in entries for part in entry.split() if _usable(part, spoken_language)}
         pools[kind] = tuple(sorted(words))
     sizes = {kind: len(words) for kind, words in pools.items()}
-    logger.debug("faker:%s gives %s for %r", locale, sizes, spoken_language)
+    logger.debug("faker:%s gives %s for %r", _FAKER_LOCALES[spoken_language], sizes, spoken_language)
     return pools
+
+
+@lru_cache(maxsize=None)
+def _multi_word_places(spoken_language: str) -> tuple[str, ...]:
+    """The locale's place names of two or more plain words, as written, sorted."""
+    places = set()
+    for entry in _faker_entries(spoken_language)["place"]:
+        parts = entry.split()
+        if len(parts) > 1 and all(_usable(part, spoken_language) for part in parts):
+            places.add(" ".join(parts))
+    return tuple(sorted(places))

@@ -20,6 +20,11 @@ OUT ?= output
 PRETRAIN_EPOCHS ?= 0
 TRAIN_EPOCHS ?= 30
 STAGE1 := $(if $(filter-out 0,$(PRETRAIN_EPOCHS)),--contrastive_model_dir $(OUT)/pose_encoder_contrastive,)
+# TARGET=text learns the written words and names instead of the letter glosses; its run folder and
+# evaluation files get a _text suffix, so both models can sit side by side in $(OUT).
+TARGET ?= gloss
+SUFFIX := $(if $(filter gloss,$(TARGET)),,_$(TARGET))
+RUN := $(OUT)/sign_language_model$(SUFFIX)
 
 # The whole pipeline on the CPU config: data, stage(s), scores on the test and shifted test splits.
 demo: install
@@ -29,12 +34,12 @@ ifneq ($(PRETRAIN_EPOCHS),0)
 	$(SIGNT5) pretrain --data_dir $(DATA_DIR) --output_dir $(OUT)/pose_encoder_contrastive \
 		--epochs $(PRETRAIN_EPOCHS) --batch_size 64
 endif
-	$(SIGNT5) train --data_dir $(DATA_DIR) --output_dir $(OUT)/sign_language_model $(STAGE1) \
+	$(SIGNT5) train --data_dir $(DATA_DIR) --output_dir $(RUN) $(STAGE1) --target $(TARGET) \
 		--epochs $(TRAIN_EPOCHS) --batch_size 16 --lr 2e-3
-	$(SIGNT5) evaluate --model_dir $(OUT)/sign_language_model --data_dir $(DATA_DIR) --split test \
-		--output_file $(OUT)/evaluation_test.txt
-	$(SIGNT5) evaluate --model_dir $(OUT)/sign_language_model --data_dir $(DATA_DIR) --split test_shifted \
-		--output_file $(OUT)/evaluation_test_shifted.txt
+	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test \
+		--output_file $(OUT)/evaluation$(SUFFIX)_test.txt
+	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test_shifted \
+		--output_file $(OUT)/evaluation$(SUFFIX)_test_shifted.txt
 
 test: install
 	$(PY) -m pytest -q

@@ -1,4 +1,5 @@
-"""Batched, length-bucketed generation: shared by dev evaluation, ``evaluate`` and ``inference``."""
+"""Batched, length-bucketed decoding (attention, CTC or joint): shared by dev evaluation, ``evaluate`` and
+``inference``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from signt5.data.sampler import BucketBatchSampler
 
 logger = logging.getLogger(__name__)
 
+DECODINGS = ("attention", "ctc", "joint")
+DEFAULT_JOINT_CTC_WEIGHT = 0.3  # ESPnet's CTC weight for joint decoding
+
 
 def autocast_for(device: torch.device):
     """bf16 autocast on CUDA (fp16 overflows T5), nothing on CPU."""
@@ -24,15 +28,18 @@ def autocast_for(device: torch.device):
 @torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size: int = 16, num_beams: int = 1,
                    max_new_tokens: int = 64, progress: Callable[[int], None] | None = None,
-                   decoding: str | None = None) -> tuple[list[str], float]:
+                   decoding: str | None = None, ctc_weight: float | None = None) -> tuple[list[str], float]:
     """Decode every item (``{"pose", "mask", "sign_language", ...}``); returns texts in input order and samples/s.
 
     Items are sorted by length into batches so little time goes to padding. ``decoding`` (default: the
-    model's own) is ``attention`` (``generate()``, greedy or beam) or ``ctc`` (greedy CTC on the encoder).
+    model's own) is ``attention`` (``generate()``, greedy or beam), ``ctc`` (greedy CTC on the encoder) or
+    ``joint`` (``generate()`` rescored by CTC prefix scores with weight ``ctc_weight``, default the model's).
     """
     decoding = decoding or getattr(model.config, "decoding", "attention")
-    if decoding not in ("attention", "ctc"):
-        raise ValueError(f"decoding must be attention or ctc, got {decoding!r}")
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    if ctc_weight is None:
+        ctc_weight = joint_ctc_weight(model.config)
     from signt5.models.modeling import model_inputs
 
     model.eval()
@@ -48,8 +55,7 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size
             if decoding == "ctc":
                 texts = [ctc_text(model.config, tokenizer, ids) for ids in model.ctc_decode(**inputs)]
             else:
-                ids = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                     do_sample=False)
+                ids = _generate(model, inputs, num_beams, max_new_tokens, ctc_weight if decoding == "joint" else None)
                 texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         for i, text in zip(indices, texts):
             outputs[i] = text.strip()
@@ -57,6 +63,27 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size
             progress(len(indices))
     seconds = time.perf_counter() - start
     return outputs, len(items) / max(seconds, 1e-9)
+
+
+def joint_ctc_weight(config: Any) -> float:
+    """The CTC weight of joint decoding a checkpoint chose (``joint_ctc_weight``), else ESPnet's 0.3."""
+    value = getattr(config, "joint_ctc_weight", None)
+    return DEFAULT_JOINT_CTC_WEIGHT if value is None else float(value)
+
+
+def _generate(model: Any, inputs: dict, num_beams: int, max_new_tokens: int,
+              ctc_weight: float | None) -> torch.Tensor:
+    """``generate()``; with ``ctc_weight`` the encoder runs once and feeds both the decoder and the CTC scorer."""
+    if ctc_weight is None:
+        return model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
+    from transformers import LogitsProcessorList
+
+    from .joint import joint_processor
+
+    encoder_outputs = model.get_encoder()(**inputs)  # carries its own frame mask (attention_mask)
+    processor = joint_processor(model, encoder_outputs, inputs.get("sign_language_ids"), ctc_weight)
+    return model.generate(encoder_outputs=encoder_outputs, logits_processor=LogitsProcessorList([processor]),
+                          num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
 
 
 def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:

@@ -27,7 +27,7 @@ import logging
 import random
 import unicodedata
 from functools import lru_cache
-from itertools import chain, zip_longest
+from itertools import zip_longest
 
 from .errors import SignT5Error
 from .lexicon import FingerspellingLexicon, LetterClip, fold_text

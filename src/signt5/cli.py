@@ -72,10 +72,26 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--max_samples", type=int, default=None)
-    p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
-                   help="default: the one the checkpoint chose on dev")
+    _add_decoding(p)
     _add_data_overrides(p)
     p.set_defaults(func=_run_evaluate)
+
+
+def _weight(value: str) -> float:
+    weight = float(value)
+    if not 0.0 <= weight <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {weight}")
+    return weight
+
+
+def _add_decoding(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoding", choices=["attention", "ctc", "joint"], default=None,
+                   help="attention: the decoder (greedy or --num_beams); ctc: greedy CTC on the encoder; joint: the "
+                        "decoder's hypotheses rescored by CTC prefix scores (ESPnet's joint decoding); default: the "
+                        "one the checkpoint chose on dev")
+    p.add_argument("--joint_ctc_weight", "--ctc_weight_decoding", dest="joint_ctc_weight", type=_weight, default=None,
+                   help="joint decoding's CTC weight w: score = (1 - w) log P_decoder + w log P_ctc (default: the "
+                        "checkpoint's, else 0.3, ESPnet's; 0 = attention alone)")
 
 
 def _frames(value: str) -> int:
@@ -121,7 +137,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     split = None if args.split == "all" else args.split
     result = evaluate_model(args.model_dir, _manifest_arg(args), split, args.target, args.batch_size,
-                            args.num_beams, args.max_samples, predictor=_load_predictor(args), decoding=args.decoding)
+                            args.num_beams, args.max_samples, predictor=_load_predictor(args), decoding=args.decoding,
+                            ctc_weight=args.joint_ctc_weight)
     paths = write_results(result, args.output_file)
     print(result.to_text())
     print("\nwrote " + ", ".join(map(str, paths)))
@@ -137,8 +154,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
-    p.add_argument("--decoding", choices=["attention", "ctc"], default=None,
-                   help="default: the one the checkpoint chose on dev")
+    _add_decoding(p)
     _add_data_overrides(p)
     p.set_defaults(func=_run_infer)
 
@@ -156,7 +172,8 @@ def _run_infer(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args)
     loaded = time.perf_counter() - start
     predictions, timing = predict_files(predictor, args.input_file, args.sample_id, args.sign_language,
-                                        args.num_beams, args.batch_size, args.decoding, samples=samples)
+                                        args.num_beams, args.batch_size, args.decoding, samples=samples,
+                                        ctc_weight=args.joint_ctc_weight)
     for p in predictions:
         if args.json:
             print(json.dumps({"id": p.sample_id, "text": p.text, "sign_language": p.sign_language,

@@ -87,7 +87,8 @@ class Predictor:
                 "sign_language": sample.labels.get("sign_language", ""), "source": str(sample.source)}
 
     def predict_items(self, items: Sequence[dict], num_beams: int = 1, batch_size: int = 8,
-                      max_new_tokens: int = 64, decoding: str | None = None) -> tuple[list[str], float]:
+                      max_new_tokens: int = 64, decoding: str | None = None,
+                      ctc_weight: float | None = None) -> tuple[list[str], float]:
         """Texts of prepared items, in order, and samples per second; long items may be decoded in windows."""
         known = self.model.config.sign_languages
         unknown = sum(1 for item in items if not item["sign_language"])
@@ -98,7 +99,7 @@ class Predictor:
                            "(--sign_language)", unknown, ", ".join(known))
         windows, owners = split_long_items(items, self.data_config)
         texts, speed = generate_texts(self.model, self.tokenizer, windows, batch_size, num_beams, max_new_tokens,
-                                      decoding=decoding)
+                                      decoding=decoding, ctc_weight=ctc_weight)
         if len(windows) == len(items):
             return texts, speed
         parts: list[list[str]] = [[] for _ in items]
@@ -118,13 +119,14 @@ class Predictor:
                               f"(it knows: {', '.join(known)})")
 
     def predict_samples(self, samples: Sequence[PoseSample], sign_language: str | None = None, num_beams: int = 1,
-                        batch_size: int = 8, decoding: str | None = None) -> list[str]:
+                        batch_size: int = 8, decoding: str | None = None,
+                        ctc_weight: float | None = None) -> list[str]:
         items = [self.prepare(s) for s in samples]
         if sign_language:
             self._check_sign_language(sign_language)
             for item in items:
                 item["sign_language"] = sign_language
-        return self.predict_items(items, num_beams, batch_size, decoding=decoding)[0]
+        return self.predict_items(items, num_beams, batch_size, decoding=decoding, ctc_weight=ctc_weight)[0]
 
 
 def split_long_items(items: Sequence[dict], config: DataConfig) -> tuple[list[dict], list[int]]:
@@ -173,13 +175,14 @@ def collect_samples(input_file: str | Path, sample_id: str | None = None) -> lis
 def predict_files(predictor: Predictor, input_file: str | Path, sample_id: str | None = None,
                   sign_language: str | None = None, num_beams: int = 1,
                   batch_size: int = 8, decoding: str | None = None,
-                  samples: Sequence[PoseSample] | None = None) -> tuple[list[Prediction], dict[str, float]]:
+                  samples: Sequence[PoseSample] | None = None,
+                  ctc_weight: float | None = None) -> tuple[list[Prediction], dict[str, float]]:
     """Predictions for everything ``input_file`` names (or ``samples``, already read), plus timings."""
     start = time.perf_counter()
     if samples is None:
         samples = collect_samples(input_file, sample_id)
     loaded = time.perf_counter()
-    texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size, decoding)
+    texts = predictor.predict_samples(samples, sign_language, num_beams, batch_size, decoding, ctc_weight)
     done = time.perf_counter()
     predictions = [Prediction(str(s.sample_id), t, str(s.source), sign_language or s.labels.get("sign_language", ""))
                    for s, t in zip(samples, texts)]

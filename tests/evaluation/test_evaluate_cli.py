@@ -10,6 +10,8 @@ import csv
 import json
 import logging
 
+import pytest
+
 from signt5.cli import main
 from signt5.data.manifest import read_manifest
 from signt5.data.readers import load_sample
@@ -106,3 +108,25 @@ def test_max_frames_and_long_samples_override_the_checkpoint(tiny_model, tiny_co
     samples = [load_sample(e.path).replace(labels={"sign_language": e.sign_language})
                for e in read_manifest(manifest, split="test")[:3]]
     assert [r["hypothesis"] for r in rows] == predictor.predict_samples(samples)
+
+
+def test_joint_decoding_flags_reach_evaluate_and_infer(tiny_model, tiny_corpus, tmp_path, capsys):
+    """``--decoding joint --joint_ctc_weight W``: recorded in the results; weight 0 is attention decoding; infer
+    gives what evaluate gives."""
+    manifest = tiny_corpus / "manifest.csv"
+    attention, zero, joint = tmp_path / "attention.txt", tmp_path / "zero.txt", tmp_path / "joint.txt"
+    assert _evaluate(tiny_model, manifest, attention, "--decoding", "attention") == 0
+    assert _evaluate(tiny_model, manifest, zero, "--decoding", "joint", "--joint_ctc_weight", "0") == 0
+    assert _evaluate(tiny_model, manifest, joint, "--decoding", "joint", "--ctc_weight_decoding", "0.5") == 0
+    assert [r["hypothesis"] for r in _rows(zero)] == [r["hypothesis"] for r in _rows(attention)]
+    result = json.loads(joint.with_suffix(".json").read_text(encoding="utf-8"))
+    assert result["decoding"] == "joint" and result["ctc_weight"] == 0.5
+    assert "decoding: joint (CTC weight 0.5)" in joint.read_text(encoding="utf-8")
+    first = _rows(joint)[0]
+    capsys.readouterr()
+    assert main(["infer", "--model_dir", str(tiny_model), "--input_file", str(tiny_corpus / "data.pkl"),
+                 "--sample_id", first["id"], "--decoding", "joint", "--joint_ctc_weight", "0.5"]) == 0
+    assert capsys.readouterr().out.strip() == first["hypothesis"]
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses a weight outside [0, 1]
+        main(["evaluate", "--model_dir", str(tiny_model), "--decoding", "joint", "--joint_ctc_weight", "2"])
+    assert exit_info.value.code == 2 and "must lie in [0, 1]" in capsys.readouterr().err

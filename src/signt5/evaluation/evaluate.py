@@ -11,6 +11,7 @@ from typing import Any
 
 from ..data.errors import SignT5Error
 from ..data.manifest import check_labels, read_manifest
+from ..decoding.generate import joint_ctc_weight
 from ..inference import Predictor
 from .metrics import MetricReport, compute_metrics
 
@@ -32,25 +33,29 @@ class EvaluationResult:
     report: MetricReport
     samples_per_second: float
     skipped: list[str] = field(default_factory=list)
+    ctc_weight: float | None = None  # joint decoding's CTC weight
 
     def to_text(self) -> str:
         lines = [f"model: {self.model_dir}", f"data: {self.manifest} (split: {self.split or 'all'}), "
-                 f"target: {self.target}, decoding: {self.decoding}, beams: {self.num_beams}",
+                 f"target: {self.target}, decoding: {self.decoding}{self._weight()}, beams: {self.num_beams}",
                  f"samples: {len(self.ids)} ({self.samples_per_second:.1f} samples/s)", "", self.report.to_text()]
         if self.skipped:
             lines += ["", f"skipped {len(self.skipped)} unreadable sample(s):"] + [f"  {s}" for s in self.skipped]
         return "\n".join(lines)
 
+    def _weight(self) -> str:
+        return f" (CTC weight {self.ctc_weight:g})" if self.ctc_weight is not None else ""
+
     def to_dict(self) -> dict[str, Any]:
         return {"model_dir": self.model_dir, "manifest": self.manifest, "split": self.split, "target": self.target,
-                "num_beams": self.num_beams, "decoding": self.decoding, "count": len(self.ids), "samples_per_second": self.samples_per_second,
+                "num_beams": self.num_beams, "decoding": self.decoding, "ctc_weight": self.ctc_weight, "count": len(self.ids), "samples_per_second": self.samples_per_second,
                 "metrics": self.report.to_dict(), "skipped": self.skipped}
 
 
 def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | None = "test",
                    target: str | None = None, batch_size: int = 8, num_beams: int = 1,
                    max_samples: int | None = None, predictor: Predictor | None = None,
-                   decoding: str | None = None) -> EvaluationResult:
+                   decoding: str | None = None, ctc_weight: float | None = None) -> EvaluationResult:
     """Decode every sample of ``split`` and score it; unreadable samples are skipped and listed."""
     from ..data.cache import prepare_all
 
@@ -68,12 +73,15 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, split: str | Non
         raise SignT5Error(f"{manifest}: samples have {items[0]['pose'].shape[1]} points after preprocessing, the "
                           f"model takes {predictor.layout.num_points}: a different keypoint layout")
     decoding = decoding or predictor.model.config.decoding
-    hyps, speed = predictor.predict_items(items, num_beams, batch_size, decoding=decoding)
+    if decoding == "joint" and ctc_weight is None:
+        ctc_weight = joint_ctc_weight(predictor.model.config)
+    hyps, speed = predictor.predict_items(items, num_beams, batch_size, decoding=decoding, ctc_weight=ctc_weight)
     refs = [item["label"] for item in items]
     languages = [item["sign_language"] or "(none)" for item in items]
     report = compute_metrics(refs, hyps, languages)
     return EvaluationResult(str(predictor.model_dir), str(manifest), split, target, num_beams, decoding,
-                            [item["id"] for item in items], refs, hyps, languages, report, speed, skipped)
+                            [item["id"] for item in items], refs, hyps, languages, report, speed, skipped,
+                            ctc_weight if decoding == "joint" else None)
 
 
 def write_results(result: EvaluationResult, output_file: str | Path) -> list[Path]:

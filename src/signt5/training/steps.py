@@ -8,7 +8,7 @@ import torch
 
 from signt5.data.cache import PreparedSamples
 from signt5.data.dataset import pad_batch
-from signt5.decoding.generate import autocast_for, generate_texts
+from signt5.decoding.generate import autocast_for, generate_texts, joint_ctc_weight
 from signt5.evaluation.metrics import compute_metrics
 from signt5.models.modeling import model_inputs
 
@@ -41,17 +41,20 @@ def evaluate_dev(model: Any, tokenizer: Any, data: PreparedSamples, config: Trai
     try:
         if config.stage == "finetune":
             refs = [item["label"] for item in items]
-            decodings = ["attention"] + (["ctc"] if getattr(model, "ctc_head", None) is not None else [])
+            has_ctc = getattr(model, "ctc_head", None) is not None
+            decodings = ["attention"] + (["ctc", "joint"] if has_ctc else [])
             results = {}
-            for decoding in decodings:
+            for decoding in decodings:  # joint: same beams, the checkpoint's CTC weight (ESPnet's 0.3 by default)
                 hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,
-                                             config.max_target_length, decoding=decoding)
+                                             config.max_target_length, decoding=decoding,
+                                             ctc_weight=joint_ctc_weight(model.config))
                 results[decoding] = (compute_metrics(refs, hyps), hyps, speed)
             best = min(decodings, key=lambda d: results[d][0].overall["cer"])
             model.config.decoding = best  # the checkpoint decodes the way that scored best on dev
             report, hyps, speed = results[best]
             metrics = {k: report.overall[k] for k in ("cer", "wer", "bleu4", "chrf", "exact_match")}
             metrics.update({f"cer_{d}": results[d][0].overall["cer"] for d in decodings})
+            metrics.update({f"samples_per_second_{d}": results[d][2] for d in decodings})
             metrics["samples_per_second"] = speed
             examples = [f"[{best}] {r}  ->  {h}" for r, h in list(zip(refs, hyps))[:8]]
             return metrics, metrics["cer"], examples

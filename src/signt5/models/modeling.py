@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -69,11 +70,17 @@ class SignT5Config(PreTrainedConfig):
     ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
+    positions: str = "sinusoidal"  # absolute positions on the decoder's memory and input embeddings | none
+    decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.positions not in ("sinusoidal", "none"):
+            raise ValueError(f"positions must be sinusoidal or none, got {self.positions!r}")
+        if self.decoder_memory not in ("frames", "ctc_segments"):
+            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
         if self.data is None:
             self.data = DataConfig().to_dict()
         pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})
@@ -132,6 +139,21 @@ class SignT5ContrastiveOutput(ModelOutput):
 
 
 TORCH_DEFAULT_INIT = "_signt5_torch_init"
+
+
+def sinusoidal_positions(length: int, dim: int, offset: int = 0, device: torch.device | str | None = None,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Transformer sinusoids (length, dim) for positions offset .. offset + length - 1, amplitude 1.
+
+    UMT5 has relative position biases in self-attention only, so its cross-attention sees the memory
+    as an unordered set: nothing says which frame comes first. These give both sides an order.
+    """
+    position = torch.arange(offset, offset + length, device=device, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device, dtype=torch.float32)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table.to(dtype)
 
 
 def keep_torch_init(module: nn.Module) -> nn.Module:
@@ -253,8 +275,14 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = self._shift_right(labels)
         extra = {k: kwargs[k] for k in ("output_attentions", "output_hidden_states") if k in kwargs}
-        decoded = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
-                               encoder_hidden_states=hidden, encoder_attention_mask=encoder_mask,
+        memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
+        embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
+        if self.config.positions == "sinusoidal":
+            past = cache.get_seq_length() if cache is not None else 0
+            memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], 0, memory.device, memory.dtype)
+            embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device, embeds.dtype)
+        decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,
+                               encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
                                cache=cache, use_cache=use_cache, **extra)
         sequence = decoded.last_hidden_state  # (B, L, D)
         if self.config.tie_word_embeddings:
@@ -270,6 +298,31 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
+
+    def decoder_memory(self, hidden: torch.Tensor, mask: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What cross-attention reads: the encoder frames, or with ``ctc_segments`` one vector per run of
+        frames that the CTC head labels alike (blank runs included), averaged.
+
+        CTC compression (Gaido et al. 2021; Liu et al. 2020) turns alignment into reading segments in
+        order, about one per letter and one per gap, while the decoder can still reorder for translation.
+        """
+        if self.config.decoder_memory == "frames" or self.ctc_head is None:
+            return hidden, mask
+        b, t, d = hidden.shape
+        if mask is None:
+            mask = torch.ones(b, t, dtype=torch.bool, device=hidden.device)
+        with torch.no_grad():
+            best = self.ctc_head(hidden).argmax(-1)  # (B, T')
+            starts = torch.ones_like(mask)
+            starts[:, 1:] = best[:, 1:] != best[:, :-1]
+            segment = (starts & mask).long().cumsum(1) - 1  # (B, T'): the run each frame belongs to
+            length = int(segment.masked_fill(~mask, -1).max().item()) + 1
+            segment = segment.masked_fill(~mask, length).clamp_min(0)  # padding goes to a spare slot, dropped
+        sums = hidden.new_zeros(b, length + 1, d).scatter_add(1, segment.unsqueeze(-1).expand(b, t, d), hidden)
+        counts = hidden.new_zeros(b, length + 1).scatter_add(1, segment, mask.to(hidden.dtype))
+        memory = sums[:, :length] / counts[:, :length].clamp_min(1).unsqueeze(-1)  # (B, S, D)
+        return memory, counts[:, :length] > 0
 
     def ctc_loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                  sign_language_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -305,6 +358,13 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             rows.append([table[u] for u in (f"{code}:{letter}" for letter in label.split()) if u in table])
         return rows
 
+    def ctc_log_probs(self, encoder_outputs: PoseEncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC head's log-probabilities over the encoder frames (B, T', C), float32, and their mask (B, T')."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head (ctc_weight 0): use attention decoding")
+        hidden = encoder_outputs.last_hidden_state
+        return self.ctc_head(hidden).float().log_softmax(-1), encoder_outputs.attention_mask
+
     @torch.no_grad()
     def ctc_decode(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
                    frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
@@ -313,10 +373,11 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if self.ctc_head is None:
             raise ValueError("this model has no CTC head (ctc_weight 0): use attention decoding")
         out = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
-        best = self.ctc_head(out.last_hidden_state).argmax(-1)  # (B, T')
+        log_probs, frame_mask = self.ctc_log_probs(out)
+        best = log_probs.argmax(-1)  # (B, T')
         blank = CTC_BLANK
         decoded = []
-        for row, mask in zip(best.tolist(), out.attention_mask.tolist()):
+        for row, mask in zip(best.tolist(), frame_mask.tolist()):
             ids, previous = [], None
             for token, valid in zip(row, mask):
                 if valid and token != previous and token != blank:

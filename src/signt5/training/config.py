@@ -30,6 +30,7 @@ class TrainConfig:
     sign_language_conditioning: bool = True
     ctc_classes: str = "letters"  # stage 2 CTC classes: letters (one per letter per sign language) | tokens
     ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
+    decoder_memory: str = "frames"  # stage 2: cross-attention reads the encoder frames | ctc_segments (CTC runs)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
@@ -60,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.ctc_classes not in ("letters", "tokens"):
             raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
+        if self.decoder_memory not in ("frames", "ctc_segments"):
+            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

@@ -262,7 +262,8 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_steps", int),
                        ("stop_after_steps", int), ("grad_accum", int), ("num_workers", int), ("patience", int),
                        ("save_every_steps", int), ("max_eval_samples", int), ("weight_decay", float),
-                       ("warmup_ratio", float), ("eval_every_epochs", int), ("ctc_weight", float)):
+                       ("warmup_ratio", float), ("eval_every_epochs", int), ("ctc_weight", float),
+                       ("guided_attention_weight", float)):
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--ctc_classes", choices=["letters", "tokens"], default=None,
                    help="stage 2 CTC classes: one per letter of each sign language (gloss target) or token ids")
@@ -284,7 +285,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
     for name in ("output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
-                 "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory"):
+                 "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory",
+                 "guided_attention_weight"):
         value = getattr(args, name)
         if value is not None:
             base[name] = value

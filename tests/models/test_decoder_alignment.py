@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from signt5.models.modeling import (PoseEncoderOutput, SignT5ForConditionalGeneration, build_config,
-                                    sinusoidal_positions)
+from signt5.models.alignment import GUIDED_ATTENTION_WIDTH, guided_attention_loss, sinusoidal_positions
+from signt5.models.modeling import PoseEncoderOutput, SignT5ForConditionalGeneration, build_config
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config
 
@@ -138,3 +138,49 @@ def test_ctc_segments_average_each_run_of_equal_ctc_labels():
     assert memory.shape[1] == int(memory_mask.sum(1).max())
     frames = SignT5ForConditionalGeneration(build_config(PoseEncoderConfig(), umt5_config("tiny")))
     assert frames.decoder_memory(hidden, mask)[0] is hidden  # the default reads the frames themselves
+
+
+def test_guided_attention_loss_matches_its_formula():
+    """mean over layers of sum_ij A_ij (1 - exp(-(j/S - i/L)^2 / 2g^2)) / #targets, with (x + 0.5) / length
+    slot centres, heads averaged, padded slots and ignored targets left out: checked with plain loops."""
+    torch.manual_seed(0)
+    target_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    memory_mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    attentions = [torch.softmax(torch.randn(2, 3, 5, 7), -1) for _ in range(2)]
+    expected = []
+    for attention in attentions:
+        total, count = 0.0, 0
+        for b in range(2):
+            L, S = int(target_mask[b].sum()), int(memory_mask[b].sum())
+            for i in range(L):
+                count += 1
+                for j in range(S):
+                    weight = 1 - math.exp(-((j + 0.5) / S - (i + 0.5) / L) ** 2 / (2 * GUIDED_ATTENTION_WIDTH ** 2))
+                    total += attention[b, :, i, j].mean().item() * weight
+        expected.append(total / count)
+    got = guided_attention_loss(attentions, target_mask, memory_mask)
+    assert got.item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    diagonal = torch.eye(5).view(1, 1, 5, 5).expand(1, 2, 5, 5)
+    reverse = diagonal.flip(-1)
+    ones = torch.ones(1, 5, dtype=torch.bool)
+    assert guided_attention_loss([diagonal], ones, ones) < 0.01 < 0.5 < guided_attention_loss([reverse], ones, ones)
+
+
+def test_guided_attention_is_added_in_training_only():
+    """With a weight, training loss = decoder (+ CTC) loss + weight x the prior on the model's own attention."""
+    model = decoder_model(guided_attention_weight=0.5).train()
+    torch.manual_seed(1)
+    memory = PoseEncoderOutput(last_hidden_state=torch.randn(2, 9, 32), attention_mask=torch.ones(2, 9).bool())
+    labels = tokenize_targets(byte_tokenizer(), ["A B C", "D E"])
+    model.config.dropout_rate = 0.0
+    model.eval()
+    plain = model(encoder_outputs=memory, labels=labels)
+    model.set_attn_implementation("eager")
+    attentions = model(encoder_outputs=memory, labels=labels, output_attentions=True).cross_attentions
+    prior = guided_attention_loss(attentions, labels.ne(-100), memory.attention_mask)
+    model.train()
+    for module in model.modules():  # the tiny preset has no dropout; keep it that way for an exact comparison
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    trained = model(encoder_outputs=memory, labels=labels)
+    assert trained.loss.item() == pytest.approx(plain.loss.item() + 0.5 * prior.item(), rel=1e-5)

@@ -163,6 +163,9 @@ class JointCTCLogitsProcessor(LogitsProcessor):
         rows, vocab = log_probs.shape
         per_element = rows // self.scorer.batch_size
         top = log_probs.topk(min(vocab, max(self.pre_beam, 2 * per_element)), -1).indices  # (N, K)
+        # end of sequence is always a candidate: CTC's full-sequence score can stop a decoder that would not
+        # stop by itself (a duplicate of a top-k eos scatters the same value twice)
+        top = torch.cat([top, top.new_full((rows, 1), self.labels.eos)], 1)  # (N, K + 1)
         prefixes = input_ids[:, self.prompt_length:].tolist()
         elements = [n // per_element for n in range(rows)]
         active = [self.labels.scored(b) and self.labels.eos not in p for b, p in zip(elements, prefixes)]

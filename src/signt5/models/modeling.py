@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +25,7 @@ from transformers.utils import ModelOutput
 from signt5.data.dataset import DataConfig, resolve_components
 from signt5.data.layout import KeypointLayout, layout_by_name
 
+from .alignment import eager_attention, guided_attention_loss, sinusoidal_positions
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
 from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
@@ -66,12 +66,14 @@ class SignT5Config(PreTrainedConfig):
     sign_languages: list | None = None  # codes for conditioning; id = index + 1, 0 = unknown
     target: str = "text"  # gloss | text
     contrastive_dim: int = 256
-    decoding: str = "attention"  # attention (the decoder, generate()) | ctc (greedy CTC on the encoder; picked on dev)
+    decoding: str = "attention"  # attention (generate()) | ctc (greedy CTC on the encoder) | joint; picked on dev
     ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
+    joint_ctc_weight: float = 0.3  # joint decoding: weight of the CTC prefix score beside the decoder's (ESPnet's)
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     positions: str = "sinusoidal"  # absolute positions on the decoder's memory and input embeddings | none
     decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
+    guided_attention_weight: float = 0.0  # training: weight of the diagonal prior on cross-attention (0: off)
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
 
@@ -139,21 +141,6 @@ class SignT5ContrastiveOutput(ModelOutput):
 
 
 TORCH_DEFAULT_INIT = "_signt5_torch_init"
-
-
-def sinusoidal_positions(length: int, dim: int, offset: int = 0, device: torch.device | str | None = None,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Transformer sinusoids (length, dim) for positions offset .. offset + length - 1, amplitude 1.
-
-    UMT5 has relative position biases in self-attention only, so its cross-attention sees the memory
-    as an unordered set: nothing says which frame comes first. These give both sides an order.
-    """
-    position = torch.arange(offset, offset + length, device=device, dtype=torch.float32).unsqueeze(1)  # (L, 1)
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device, dtype=torch.float32)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
-    return table.to(dtype)
 
 
 def keep_torch_init(module: nn.Module) -> nn.Module:
@@ -275,15 +262,19 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = self._shift_right(labels)
         extra = {k: kwargs[k] for k in ("output_attentions", "output_hidden_states") if k in kwargs}
+        guided = labels is not None and self.training and self.config.guided_attention_weight > 0
+        if guided:
+            extra["output_attentions"] = True
         memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
         if self.config.positions == "sinusoidal":
             past = cache.get_seq_length() if cache is not None else 0
             memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], 0, memory.device, memory.dtype)
             embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device, embeds.dtype)
-        decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,
-                               encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
-                               cache=cache, use_cache=use_cache, **extra)
+        with eager_attention(self.decoder.config, guided):  # sdpa gives no attention weights
+            decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,
+                                   encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
+                                   cache=cache, use_cache=use_cache, **extra)
         sequence = decoded.last_hidden_state  # (B, L, D)
         if self.config.tie_word_embeddings:
             sequence = sequence * self.config.text_config.d_model ** -0.5
@@ -295,6 +286,9 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             if self.ctc_head is not None and encoder_mask is not None:
                 weight = self.config.ctc_weight
                 loss = (1 - weight) * loss + weight * self.ctc_loss(hidden, encoder_mask, labels, sign_language_ids)
+            if guided and memory_mask is not None:
+                loss = loss + self.config.guided_attention_weight * guided_attention_loss(
+                    decoded.cross_attentions, labels.ne(IGNORE_INDEX), memory_mask)
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)

@@ -18,7 +18,8 @@ OUT ?= output
 # Stage 2 alone beat stage 1 + stage 2 at equal training time on this corpus (BENCHMARKS.md), so the demo
 # skips stage 1; PRETRAIN_EPOCHS=6 TRAIN_EPOCHS=24 runs the measured two-stage split of the same time.
 PRETRAIN_EPOCHS ?= 0
-TRAIN_EPOCHS ?= 30
+TRAIN_EPOCHS ?= 20
+EVAL_EVERY ?= 4
 STAGE1 := $(if $(filter-out 0,$(PRETRAIN_EPOCHS)),--contrastive_model_dir $(OUT)/pose_encoder_contrastive,)
 # TARGET=text learns the written words and names instead of the letter glosses; its run folder and
 # evaluation files get a _text suffix, so both models can sit side by side in $(OUT).
@@ -35,7 +36,7 @@ ifneq ($(PRETRAIN_EPOCHS),0)
 		--epochs $(PRETRAIN_EPOCHS) --batch_size 64
 endif
 	$(SIGNT5) train --data_dir $(DATA_DIR) --output_dir $(RUN) $(STAGE1) --target $(TARGET) \
-		--epochs $(TRAIN_EPOCHS) --batch_size 16 --lr 2e-3
+		--epochs $(TRAIN_EPOCHS) --batch_size 16 --lr 2e-3 --eval_every_epochs $(EVAL_EVERY)
 	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test \
 		--output_file $(OUT)/evaluation$(SUFFIX)_test.txt
 	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test_shifted \

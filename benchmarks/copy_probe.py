@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--frames", type=int, default=3, help="memory frames per letter")
-    parser.add_argument("--positions", default="sinusoidal", choices=["sinusoidal", "none"])
+    parser.add_argument("--positions", default="both_ends", choices=["both_ends", "sinusoidal", "none"])
     parser.add_argument("--dropout", type=float, default=None, help="decoder dropout (default: the preset's 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

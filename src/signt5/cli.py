@@ -267,6 +267,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--ctc_classes", choices=["letters", "tokens"], default=None,
                    help="stage 2 CTC classes: one per letter of each sign language (gloss target) or token ids")
+    p.add_argument("--positions", choices=["sinusoidal", "both_ends", "none"], default=None,
+                   help="absolute positions for the decoder: on its memory and inputs (sinusoidal), the memory "
+                        "also counted from its end (both_ends), or none (default: %s)" % d.positions)
     p.add_argument("--decoder_memory", choices=["frames", "ctc_segments"], default=None,
                    help="what the decoder's cross-attention reads: the encoder frames, or one vector per run of "
                         "frames the CTC head labels alike (default: %s)" % d.decoder_memory)
@@ -285,7 +288,7 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
     for name in ("output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
-                 "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory",
+                 "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight"):
         value = getattr(args, name)
         if value is not None:

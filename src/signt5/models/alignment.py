@@ -24,12 +24,32 @@ def sinusoidal_positions(length: int, dim: int, offset: int = 0, device: torch.d
     UMT5 has relative position biases in self-attention only, so its cross-attention sees the memory
     as an unordered set: nothing says which frame comes first. These give both sides an order.
     """
-    position = torch.arange(offset, offset + length, device=device, dtype=torch.float32).unsqueeze(1)  # (L, 1)
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device, dtype=torch.float32)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
-    return table.to(dtype)
+    position = torch.arange(offset, offset + length, device=device, dtype=torch.float32)  # (L,)
+    return sinusoids(position, dim).to(dtype)
+
+
+def sinusoids(position: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoids (..., dim) of any float positions (...): sin and cos of position / 10000^(2i/dim)."""
+    frequency = torch.exp(torch.arange(0, dim, 2, device=position.device, dtype=torch.float32)
+                          * (-math.log(10000.0) / dim))
+    angle = position.float().unsqueeze(-1) * frequency  # (..., ceil(dim / 2))
+    table = torch.zeros(*position.shape, dim, device=position.device, dtype=torch.float32)
+    table[..., 0::2] = torch.sin(angle)
+    table[..., 1::2] = torch.cos(angle[..., : dim // 2])
+    return table
+
+
+def memory_positions(mask: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, S, dim): half the channels count frames from the start, half from each sample's own end.
+
+    From the start alone, the last frame of a short sample looks like any middle frame of a long one,
+    so the decoder cannot see where the signing ends and when to stop.
+    """
+    index = torch.arange(mask.shape[1], device=mask.device)  # (S,)
+    from_end = (mask.sum(1, keepdim=True) - 1 - index).clamp_min(0)  # (B, S)
+    half = dim // 2
+    start = sinusoids(index, half).expand(mask.shape[0], -1, -1)  # (B, S, half)
+    return torch.cat([start, sinusoids(from_end, dim - half)], -1).to(dtype)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from signt5.data.dataset import DataConfig, resolve_components
 from signt5.data.layout import KeypointLayout, layout_by_name
 
-from .alignment import eager_attention, guided_attention_loss, sinusoidal_positions
+from .alignment import eager_attention, guided_attention_loss, memory_positions, sinusoidal_positions
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
 from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
@@ -33,6 +33,7 @@ from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
+POSITIONS = ("sinusoidal", "both_ends", "none")  # both_ends: the memory also counts frames from its end
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
 
 
@@ -71,7 +72,7 @@ class SignT5Config(PreTrainedConfig):
     joint_ctc_weight: float = 0.3  # joint decoding: weight of the CTC prefix score beside the decoder's (ESPnet's)
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
-    positions: str = "sinusoidal"  # absolute positions on the decoder's memory and input embeddings | none
+    positions: str = "both_ends"  # absolute positions on the decoder's memory (from both ends) and inputs | sinusoidal | none
     decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
     guided_attention_weight: float = 0.0  # training: weight of the diagonal prior on cross-attention (0: off)
     initializer_range: float = 0.02
@@ -79,8 +80,8 @@ class SignT5Config(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.positions not in ("sinusoidal", "none"):
-            raise ValueError(f"positions must be sinusoidal or none, got {self.positions!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
         if self.decoder_memory not in ("frames", "ctc_segments"):
             raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
         if self.data is None:
@@ -267,9 +268,13 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             extra["output_attentions"] = True
         memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
-        if self.config.positions == "sinusoidal":
+        if self.config.positions != "none":
             past = cache.get_seq_length() if cache is not None else 0
-            memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], 0, memory.device, memory.dtype)
+            if self.config.positions == "both_ends" and memory_mask is not None:
+                memory = memory + memory_positions(memory_mask, memory.shape[2], memory.dtype)
+            else:
+                memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], 0, memory.device,
+                                                       memory.dtype)
             embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device, embeds.dtype)
         with eager_attention(self.decoder.config, guided):  # sdpa gives no attention weights
             decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,

@@ -32,6 +32,10 @@ class Action:
     kind: str
     labels: tuple[int, ...] = ()
 
+# The decoder's best tokens that CTC rescores each step. A young decoder often ranks the right letter
+# below 8th: on an epoch-24 model, dev CER of joint decoding (weight 0.7) was 11.8 % with 8 and 1.6 % with 32.
+PRE_BEAM = 32
+
 
 class CTCLabels:
     """Decoder tokens as CTC classes, one label per token (minus tokens CTC was trained without)."""
@@ -144,7 +148,7 @@ class JointCTCLogitsProcessor(LogitsProcessor):
     hypotheses that spell the same labels share it.
     """
 
-    def __init__(self, scorer: CTCPrefixScorer, labels: CTCLabels, ctc_weight: float, pre_beam: int = 8):
+    def __init__(self, scorer: CTCPrefixScorer, labels: CTCLabels, ctc_weight: float, pre_beam: int = PRE_BEAM):
         if not 0.0 <= ctc_weight <= 1.0:
             raise ValueError(f"ctc_weight must lie in [0, 1], got {ctc_weight}")
         self.scorer = scorer
@@ -243,7 +247,7 @@ def _logsumexp(values: list[float]) -> float:
 
 
 def joint_processor(model: Any, encoder_outputs: Any, sign_language_ids: torch.Tensor | None, ctc_weight: float,
-                    pre_beam: int = 8) -> JointCTCLogitsProcessor:
+                    pre_beam: int = PRE_BEAM) -> JointCTCLogitsProcessor:
     """The processor for one batch: CTC log-probs from the model's head over ``encoder_outputs``."""
     log_probs, frame_mask = model.ctc_log_probs(encoder_outputs)  # (B, T', C), (B, T')
     from signt5.models.modeling import CTC_BLANK

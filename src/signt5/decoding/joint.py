@@ -32,6 +32,7 @@ class Action:
     kind: str
     labels: tuple[int, ...] = ()
 
+
 # The decoder's best tokens that CTC rescores each step. A young decoder often ranks the right letter
 # below 8th: on an epoch-24 model, dev CER of joint decoding (weight 0.7) was 11.8 % with 8 and 1.6 % with 32.
 PRE_BEAM = 32

@@ -32,7 +32,7 @@ class TrainConfig:
     ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
     decoder_memory: str = "frames"  # stage 2: cross-attention reads the encoder frames | ctc_segments (CTC runs)
     positions: str = "both_ends"  # stage 2: decoder positions: sinusoidal | both_ends (memory also from its end) | none
-    guided_attention_weight: float = 0.5  # stage 2: diagonal prior on cross-attention (monotonic targets; 0: off)
+    guided_attention_weight: float = 2.0  # stage 2: diagonal prior on cross-attention (monotonic targets; 0: off)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)

@@ -58,7 +58,7 @@ def letter_accuracy(model: SignT5ForConditionalGeneration, memory: torch.Tensor,
 
 def run(steps: int, batch_size: int = 32, lr: float = 1e-3, frames: int = 3, seed: int = 0,
         eval_at: tuple[int, ...] = (100, 200, 300, 500, 800), return_model: bool = False,
-        **config_kwargs) -> dict[int, float] | tuple[dict[int, float], SignT5ForConditionalGeneration]:
+        **config_kwargs) -> dict[int, float] | tuple[dict[int, float], SignT5ForConditionalGeneration, torch.Tensor]:
     """Train the decoder on copy batches; letter accuracy at each step in ``eval_at`` (and the last)."""
     torch.manual_seed(seed)
     dropout = config_kwargs.pop("dropout", None)
@@ -84,8 +84,7 @@ def run(steps: int, batch_size: int = 32, lr: float = 1e-3, frames: int = 3, see
         if step in eval_at or step == steps:
             accuracy[step] = letter_accuracy(model, held_out[0], held_out[1], held_out_labels)
     if return_model:
-        model.probe_letter_vectors = letter_vectors
-        return accuracy, model.eval()
+        return accuracy, model.eval(), letter_vectors
     return accuracy
 
 

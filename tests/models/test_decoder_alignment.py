@@ -108,10 +108,10 @@ def test_tiny_decoder_learns_to_copy_in_order_and_its_cross_attention_does_not_c
     probe = load_copy_probe()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    accuracy, model = probe.run(300, batch_size=32, lr=3e-3, text_preset="tiny", eval_at=(300,), return_model=True)
+    accuracy, model, letter_vectors = probe.run(300, batch_size=32, lr=3e-3, text_preset="tiny", eval_at=(300,),
+                                                return_model=True)
     assert accuracy[300] >= 0.9
     generator = torch.Generator().manual_seed(1)
-    letter_vectors = model.probe_letter_vectors
     memory, mask, texts = probe.copy_batch(generator, letter_vectors, 16, frames=3)
     labels = tokenize_targets(byte_tokenizer(), texts)
     model.set_attn_implementation("eager")
@@ -186,7 +186,6 @@ def test_guided_attention_is_added_in_training_only():
     torch.manual_seed(1)
     memory = PoseEncoderOutput(last_hidden_state=torch.randn(2, 9, 32), attention_mask=torch.ones(2, 9).bool())
     labels = tokenize_targets(byte_tokenizer(), ["A B C", "D E"])
-    model.config.dropout_rate = 0.0
     model.eval()
     plain = model(encoder_outputs=memory, labels=labels)
     model.set_attn_implementation("eager")

@@ -28,6 +28,7 @@ import random
 import unicodedata
 from functools import lru_cache
 from itertools import zip_longest
+from typing import Callable, Iterable
 
 from .errors import SignT5Error
 from .lexicon import FingerspellingLexicon, LetterClip, fold_text
@@ -98,18 +99,24 @@ def candidate_words(spoken_language: str, n: int, seed: int = 0) -> list[str]:
     name_pools = [_shuffled(words, rng) for words in _name_pools(spoken_language).values()]
     names = [word for group in zip_longest(*name_pools) for word in group if word is not None]
     ordered = (word for pair in zip_longest(common, names) for word in pair if word is not None)
-    words: list[str] = []
+    return _first_distinct(ordered, n, spoken_language, "words")
+
+
+def _first_distinct(ordered: Iterable[str], n: int, spoken_language: str, what: str,
+                    keep: Callable[[str], bool] = lambda _: True) -> list[str]:
+    """The first ``n`` of ``ordered`` that ``keep`` accepts, distinct once case and accents are folded."""
+    chosen: list[str] = []
     seen: set[str] = set()
-    for word in ordered:
-        key = fold_text(word, spoken_language)
-        if key not in seen:
+    for item in ordered:
+        key = fold_text(item, spoken_language)
+        if key not in seen and keep(item):
             seen.add(key)
-            words.append(word)
-            if len(words) == n:
+            chosen.append(item)
+            if len(chosen) == n:
                 break
-    if len(words) < n:
-        logger.info("only %d distinct candidate words for %r (asked for %d)", len(words), spoken_language, n)
-    return words
+    if len(chosen) < n:
+        logger.info("only %d distinct candidate %s for %r (asked for %d)", len(chosen), what, spoken_language, n)
+    return chosen
 
 
 def spellable_words(
@@ -154,18 +161,8 @@ def candidate_names(spoken_language: str, n: int, seed: int = 0) -> list[str]:
     firsts, lasts = pools["first"], pools["last"]
     pairs = [f"{rng.choice(firsts)} {rng.choice(lasts)}" for _ in range(3 * n)] if firsts and lasts else []
     ordered = (name for trio in zip_longest(places, pairs[0::2], pairs[1::2]) for name in trio if name is not None)
-    names: list[str] = []
-    seen: set[str] = set()
-    for name in ordered:
-        key = fold_text(name, spoken_language)
-        if key not in seen and len(name.replace(" ", "")) <= MAX_NAME_LETTERS:
-            seen.add(key)
-            names.append(name)
-            if len(names) == n:
-                break
-    if len(names) < n:
-        logger.info("only %d distinct candidate names for %r (asked for %d)", len(names), spoken_language, n)
-    return names
+    return _first_distinct(ordered, n, spoken_language, "names",
+                           keep=lambda name: len(name.replace(" ", "")) <= MAX_NAME_LETTERS)
 
 
 def spellable_names(

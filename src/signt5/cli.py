@@ -263,16 +263,20 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
                        ("stop_after_steps", int), ("grad_accum", int), ("num_workers", int), ("patience", int),
                        ("save_every_steps", int), ("max_eval_samples", int), ("weight_decay", float),
                        ("warmup_ratio", float), ("eval_every_epochs", int), ("ctc_weight", float),
-                       ("guided_attention_weight", float)):
+                       ("guided_attention_weight", float), ("decoder_gradient_to_encoder", float)):
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--ctc_classes", choices=["letters", "tokens"], default=None,
                    help="stage 2 CTC classes: one per letter of each sign language (gloss target) or token ids")
     p.add_argument("--positions", choices=["sinusoidal", "both_ends", "none"], default=None,
                    help="absolute positions for the decoder: on its memory and inputs (sinusoidal), the memory "
                         "also counted from its end (both_ends), or none (default: %s)" % d.positions)
-    p.add_argument("--decoder_memory", choices=["frames", "ctc_segments"], default=None,
-                   help="what the decoder's cross-attention reads: the encoder frames, or one vector per run of "
-                        "frames the CTC head labels alike (default: %s)" % d.decoder_memory)
+    p.add_argument("--decoder_memory", choices=["frames", "frames_ctc", "ctc_segments"], default=None,
+                   help="what the decoder's cross-attention reads: the encoder frames, the frames plus an "
+                        "embedding of the CTC head's posteriors (frames_ctc), or one vector per run of frames the "
+                        "CTC head labels alike (default: %s)" % d.decoder_memory)
+    p.add_argument("--guided_attention", choices=["ctc", "diagonal"], default=None,
+                   help="where guided attention (--guided_attention_weight) sends each target token: the frames "
+                        "the CTC head aligns it to (ctc), or near the diagonal (default: %s)" % d.guided_attention)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint-last")
     p.add_argument("--no_augment", action="store_true", help="switch off on-the-fly augmentation")
     p.add_argument("--no_sign_language", action="store_true", help="no sign-language conditioning")
@@ -289,7 +293,7 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
-                 "guided_attention_weight"):
+                 "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder"):
         value = getattr(args, name)
         if value is not None:
             base[name] = value

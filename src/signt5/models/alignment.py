@@ -85,3 +85,107 @@ def guided_attention_loss(cross_attentions: Sequence[torch.Tensor], target_mask:
         mass = (attention.float().mean(1) * penalty).sum(-1)  # (B, L)
         losses.append((mass * target_mask).sum() / target_mask.sum().clamp_min(1))
     return torch.stack(losses).mean()
+
+
+def ctc_viterbi(log_probs: torch.Tensor, lengths: Sequence[int], targets: Sequence[Sequence[int]],
+                blank: int = 0) -> list[list[int] | None]:
+    """The best CTC alignment of each target: per frame the index of its target unit, -1 for blank.
+
+    log_probs (B, T, C) and each sample's frame count; None where the target cannot fit its frames.
+    Batched over samples, one step per frame (the forced alignment of CTC segmentation and ESPnet).
+    """
+    log_probs = log_probs.detach().float()
+    b, t_max, _ = log_probs.shape
+    n_max = max((len(t) for t in targets), default=0)
+    states = 2 * n_max + 1
+    ext = torch.full((b, states), blank, dtype=torch.long, device=log_probs.device)  # (B, S): blank u1 blank u2 ..
+    for i, row in enumerate(targets):
+        if row:
+            ext[i, 1:2 * len(row):2] = torch.tensor(list(row), dtype=torch.long, device=log_probs.device)
+    used = torch.tensor([2 * len(row) + 1 for row in targets], device=log_probs.device)
+    valid = torch.arange(states, device=log_probs.device) < used.unsqueeze(1)  # (B, S)
+    skip = torch.zeros_like(valid)
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])  # may jump over a blank
+    emit = log_probs.gather(2, ext.unsqueeze(1).expand(b, t_max, states))  # (B, T, S)
+    neg = torch.tensor(float("-inf"), device=log_probs.device)
+    score = torch.full((b, states), float("-inf"), device=log_probs.device)
+    score[:, :2] = emit[:, 0, :2]
+    score = torch.where(valid, score, neg)
+    back = torch.zeros(b, t_max, states, dtype=torch.long, device=log_probs.device)  # 0 stay, 1 or 2 states back
+    frames = torch.as_tensor(list(lengths), device=log_probs.device)
+    for t in range(1, t_max):
+        one = _shifted_right(score, 1)
+        two = torch.where(skip, _shifted_right(score, 2), neg)
+        best, step = torch.stack([score, one, two], -1).max(-1)  # (B, S)
+        new = torch.where(valid, best + emit[:, t], neg)
+        active = (t < frames).unsqueeze(1)
+        score = torch.where(active, new, score)
+        back[:, t] = torch.where(active, step, 0)
+    paths: list[list[int] | None] = []
+    back_rows, score_rows = back.tolist(), score.tolist()
+    for i, row in enumerate(targets):
+        last = 2 * len(row)
+        ends = [s for s in (last, last - 1) if s >= 0]
+        state = max(ends, key=lambda s: score_rows[i][s])
+        if not math.isfinite(score_rows[i][state]) or int(lengths[i]) < 1:
+            paths.append(None)
+            continue
+        path = []
+        for t in range(int(lengths[i]) - 1, -1, -1):
+            path.append((state - 1) // 2 if state % 2 else -1)
+            state -= back_rows[i][t][state]
+        paths.append(path[::-1])
+    return paths
+
+
+def _shifted_right(score: torch.Tensor, shift: int) -> torch.Tensor:
+    """score shifted ``shift`` states to the right along dim 1, -inf coming in: the predecessors' scores."""
+    out = torch.full_like(score, float("-inf"))
+    out[:, shift:] = score[:, :-shift]
+    return out
+
+
+def aligned_frames(path: Sequence[int], token_units: Sequence[int | None], width: int) -> torch.Tensor:
+    """(L, width) bool: the frames each target token should read, from a CTC alignment ``path``.
+
+    ``token_units[l]`` is the unit a token spells (k >= 0), ``-(k + 1)`` for a token written between units
+    k - 1 and k (a space, or end-of-sequence after the last), None for padding. A unit reads its own frames;
+    a gap token the frames between its neighbours, or the two facing edges where they touch.
+    """
+    frames = torch.zeros(len(token_units), width, dtype=torch.bool)
+    spans: dict[int, list[int]] = {}
+    for t, unit in enumerate(path):
+        if unit >= 0:
+            spans.setdefault(unit, [t, t])[1] = t
+    count = len(path)
+    for l, unit in enumerate(token_units):
+        if unit is None:
+            continue
+        if unit >= 0:
+            if unit in spans:
+                frames[l, spans[unit][0]:spans[unit][1] + 1] = True
+            continue
+        k = -unit - 1
+        left = spans[k - 1][1] if k - 1 in spans else -1
+        right = spans[k][0] if k in spans else count
+        if right - left > 1:
+            frames[l, left + 1:right] = True
+        else:
+            frames[l, [max(left, 0), min(right, count - 1)]] = True
+    return frames
+
+
+def aligned_attention_loss(cross_attentions: Sequence[torch.Tensor], frames: torch.Tensor,
+                           token_mask: torch.Tensor) -> torch.Tensor:
+    """-log of the cross-attention mass on each token's aligned frames, averaged over tokens and layers.
+
+    frames (B, L, S) bool from :func:`aligned_frames`; attention (B, H, L, S) per layer is averaged over
+    heads first, as in :func:`guided_attention_loss`.
+    """
+    token_mask = token_mask & frames.any(-1)
+    losses = []
+    for attention in cross_attentions:
+        mass = (attention.float().mean(1) * frames).sum(-1)  # (B, L)
+        loss = -torch.log(mass.clamp_min(1e-6))
+        losses.append((loss * token_mask).sum() / token_mask.sum().clamp_min(1))
+    return torch.stack(losses).mean()

@@ -25,7 +25,8 @@ from transformers.utils import ModelOutput
 from signt5.data.dataset import DataConfig, resolve_components
 from signt5.data.layout import KeypointLayout, layout_by_name
 
-from .alignment import eager_attention, guided_attention_loss, memory_positions, sinusoidal_positions
+from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, guided_attention_loss,
+                        memory_positions, sinusoidal_positions)
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
 from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
 POSITIONS = ("sinusoidal", "both_ends", "none")  # both_ends: the memory also counts frames from its end
+GUIDES = ("ctc", "diagonal")  # where guided attention sends each token: its CTC-aligned frames | the diagonal
+DECODER_MEMORIES = ("frames", "frames_ctc", "ctc_segments")  # frames_ctc: frames + an embedding of the CTC posteriors
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
 
 
@@ -73,8 +76,10 @@ class SignT5Config(PreTrainedConfig):
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     positions: str = "both_ends"  # absolute positions on the decoder's memory (from both ends) and inputs | sinusoidal | none
-    decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
-    guided_attention_weight: float = 0.0  # training: weight of the diagonal prior on cross-attention (0: off)
+    decoder_memory: str = "frames"  # what cross-attention reads: frames | frames_ctc (+ CTC posteriors) | ctc_segments
+    guided_attention_weight: float = 0.0  # training: weight of the prior on cross-attention (0: off)
+    guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
+    decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
 
@@ -82,8 +87,10 @@ class SignT5Config(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
-        if self.decoder_memory not in ("frames", "ctc_segments"):
-            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
+        if self.guided_attention not in GUIDES:
+            raise ValueError(f"guided_attention must be one of {', '.join(GUIDES)}, got {self.guided_attention!r}")
+        if self.decoder_memory not in DECODER_MEMORIES:
+            raise ValueError(f"decoder_memory must be one of {', '.join(DECODER_MEMORIES)}, got {self.decoder_memory!r}")
         if self.data is None:
             self.data = DataConfig().to_dict()
         pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})
@@ -203,8 +210,11 @@ class SignT5PreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, ContrastiveHead):
             init.constant_(module.logit_scale, LOGIT_SCALE_INIT)
-        elif isinstance(module, SignT5ForConditionalGeneration) and not self.config.tie_word_embeddings:
-            init.normal_(module.lm_head.weight, mean=0.0, std=self.config.text_config.initializer_factor)
+        elif isinstance(module, SignT5ForConditionalGeneration):
+            if not self.config.tie_word_embeddings:
+                init.normal_(module.lm_head.weight, mean=0.0, std=self.config.text_config.initializer_factor)
+            if module.ctc_embedding is not None:  # unit embeddings on the scale of the frames they join
+                init.normal_(module.ctc_embedding.weight, mean=0.0, std=1.0)
 
     def sign_language_ids(self, codes: Sequence[str | None]) -> torch.Tensor:
         return torch.tensor(self.config.sign_language_ids(codes), dtype=torch.long, device=self.device)
@@ -224,6 +234,8 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         ctc_classes = len(config.ctc_units) + 1 if config.ctc_units else config.text_config.vocab_size
         self.ctc_head = (keep_torch_init(nn.Linear(config.text_config.d_model, ctc_classes))
                          if config.ctc_weight > 0 else None)
+        self.ctc_embedding = (nn.Linear(ctc_classes, config.text_config.d_model, bias=False)
+                              if self.ctc_head is not None and config.decoder_memory == "frames_ctc" else None)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> SignT5Encoder:
@@ -267,7 +279,13 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if guided:
             extra["output_attentions"] = True
         memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
+        scale = self.config.decoder_gradient_to_encoder
+        if scale != 1.0 and torch.is_grad_enabled():
+            memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
+        ctc_log_probs = None
+        if self.ctc_head is not None and encoder_mask is not None:
+            ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)  # (B, T', C)
         if self.config.positions != "none":
             past = cache.get_seq_length() if cache is not None else 0
             if self.config.positions == "both_ends" and memory_mask is not None:
@@ -288,19 +306,22 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
                                    ignore_index=IGNORE_INDEX)
-            if self.ctc_head is not None and encoder_mask is not None:
+            if ctc_log_probs is not None:
                 weight = self.config.ctc_weight
-                loss = (1 - weight) * loss + weight * self.ctc_loss(hidden, encoder_mask, labels, sign_language_ids)
+                loss = (1 - weight) * loss + weight * self.ctc_loss(ctc_log_probs, encoder_mask, labels,
+                                                                    sign_language_ids)
             if guided and memory_mask is not None:
-                loss = loss + self.config.guided_attention_weight * guided_attention_loss(
-                    decoded.cross_attentions, labels.ne(IGNORE_INDEX), memory_mask)
+                loss = loss + self.config.guided_attention_weight * self.attention_prior_loss(
+                    decoded.cross_attentions, labels, memory_mask, ctc_log_probs, sign_language_ids)
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
 
     def decoder_memory(self, hidden: torch.Tensor, mask: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What cross-attention reads: the encoder frames, or with ``ctc_segments`` one vector per run of
+        """What cross-attention reads: the encoder frames; with ``frames_ctc`` each frame plus an embedding of the
+        CTC head's posteriors there (the letter the encoder already recognised, for the decoder to copy, as
+        Liu et al. 2020 feed CTC's predictions on); or with ``ctc_segments`` one vector per run of
         frames that the CTC head labels alike (blank runs included), averaged.
 
         CTC compression (Gaido et al. 2021; Liu et al. 2020) turns alignment into reading segments in
@@ -308,6 +329,10 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         """
         if self.config.decoder_memory == "frames" or self.ctc_head is None:
             return hidden, mask
+        if self.ctc_embedding is not None:
+            with torch.no_grad():
+                posteriors = self.ctc_head(hidden).float().softmax(-1)  # (B, T', C): CTC trains the encoder alone
+            return hidden + self.ctc_embedding(posteriors.to(hidden.dtype)), mask
         b, t, d = hidden.shape
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=hidden.device)
@@ -323,18 +348,73 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         memory = sums[:, :length] / counts[:, :length].clamp_min(1).unsqueeze(-1)  # (B, S, D)
         return memory, counts[:, :length] > 0
 
-    def ctc_loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+    def ctc_loss(self, log_probs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                  sign_language_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """CTC of the encoder frames against the target (no eos; no spaces with the byte vocabulary).
+        """CTC of the CTC head's log-probabilities (B, T', C) against the target (no eos; no spaces with the
+        byte vocabulary).
 
         The monotonic alignment it forces teaches the encoder where each letter is long before
         cross-attention finds it, so the decoder trains in a fraction of the steps.
         """
         rows = self.ctc_targets(labels, sign_language_ids)
-        targets = torch.tensor([t for row in rows for t in row], dtype=torch.long, device=hidden.device)
-        log_probs = self.ctc_head(hidden).float().log_softmax(-1).transpose(0, 1)  # (T', B, V)
-        return F.ctc_loss(log_probs, targets, mask.sum(1), torch.tensor([len(r) for r in rows], device=hidden.device),
+        device = log_probs.device
+        targets = torch.tensor([t for row in rows for t in row], dtype=torch.long, device=device)
+        return F.ctc_loss(log_probs.transpose(0, 1), targets, mask.sum(1),
+                          torch.tensor([len(r) for r in rows], device=device),
                           blank=CTC_BLANK, reduction="mean", zero_infinity=True)
+
+    def attention_prior_loss(self, cross_attentions: Sequence[torch.Tensor], labels: torch.Tensor,
+                             memory_mask: torch.Tensor, ctc_log_probs: torch.Tensor | None,
+                             sign_language_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Guided attention: each token's attention mass on its CTC-aligned frames (``guided_attention``
+        ctc), or off the diagonal (diagonal, also the fallback without a CTC head or with CTC segments).
+
+        The CTC head finds the letters long before the decoder does; its forced alignment tells
+        cross-attention exactly which frames spell each token, where the diagonal only guesses.
+        """
+        token_mask = labels.ne(IGNORE_INDEX)
+        if (self.config.guided_attention == "diagonal" or ctc_log_probs is None
+                or self.config.decoder_memory == "ctc_segments"):
+            return guided_attention_loss(cross_attentions, token_mask, memory_mask)
+        paths = ctc_viterbi(ctc_log_probs, memory_mask.sum(1).tolist(), self.ctc_targets(labels, sign_language_ids),
+                            CTC_BLANK)
+        width = memory_mask.shape[1]
+        frames = torch.stack([aligned_frames(path or [], units if path else [None] * len(units), width)
+                              for path, units in zip(paths, self.token_units(labels, sign_language_ids))])
+        return aligned_attention_loss(cross_attentions, frames.to(labels.device), token_mask)
+
+    def token_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None
+                    ) -> list[list[int | None]]:
+        """Per label token, the CTC target unit it spells (k >= 0, as in :meth:`ctc_targets`), ``-(k + 1)`` for a
+        token between units k - 1 and k (a space; end-of-sequence after the last unit), None for padding."""
+        text = self.config.text_config
+        space = ord(" ") + BYTE_OFFSET if text.vocab_size == BYTE_VOCAB_SIZE else None
+        table = {unit for unit in self.config.ctc_units or []}
+        codes = ([None] * len(labels) if sign_language_ids is None or not self.config.sign_languages else
+                 [self.config.sign_languages[i - 1] if i > 0 else None for i in sign_language_ids.tolist()])
+        rows = []
+        for row, code in zip(labels.tolist(), codes):
+            units: list[int | None] = []
+            count, word = 0, []
+            for position, token in enumerate(row + [None]):
+                in_word = token is not None and token not in (IGNORE_INDEX, text.pad_token_id, text.eos_token_id, space)
+                if table:  # one unit per space-separated letter: its bytes gather into a word first
+                    if in_word:
+                        word.append(token)
+                        continue
+                    if word:
+                        letter = bytes(t - BYTE_OFFSET for t in word if t >= BYTE_OFFSET).decode("utf-8", "replace")
+                        spelled = f"{code}:{letter}" in table
+                        units += [count if spelled else -(count + 1)] * len(word)
+                        count, word = count + spelled, []
+                elif in_word:
+                    units.append(count)
+                    count += 1
+                    continue
+                if token is not None:
+                    units.append(None if token in (IGNORE_INDEX, text.pad_token_id) else -(count + 1))
+            rows.append(units)
+        return rows
 
     def ctc_targets(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None) -> list[list[int]]:
         """Each label row as CTC classes: "language:letter" units when ``ctc_units`` is set, else token ids.

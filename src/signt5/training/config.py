@@ -32,7 +32,9 @@ class TrainConfig:
     ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
     decoder_memory: str = "frames"  # stage 2: cross-attention reads the encoder frames | ctc_segments (CTC runs)
     positions: str = "both_ends"  # stage 2: decoder positions: sinusoidal | both_ends (memory also from its end) | none
-    guided_attention_weight: float = 2.0  # stage 2: diagonal prior on cross-attention (monotonic targets; 0: off)
+    guided_attention_weight: float = 2.0  # stage 2: weight of the prior on cross-attention (0: off)
+    guided_attention: str = "ctc"  # stage 2: the prior: ctc (each token's CTC-aligned frames) | diagonal
+    decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
@@ -63,8 +65,8 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.ctc_classes not in ("letters", "tokens"):
             raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
-        if self.decoder_memory not in ("frames", "ctc_segments"):
-            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
+        if self.decoder_memory not in ("frames", "frames_ctc", "ctc_segments"):
+            raise ValueError(f"decoder_memory must be frames, frames_ctc or ctc_segments, got {self.decoder_memory!r}")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

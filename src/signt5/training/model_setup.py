@@ -70,7 +70,9 @@ def build_model(config: TrainConfig, sign_languages: Sequence[str],
     pretrained = pretrained_umt5_dir(config.umt5_dir)
     tokenizer = load_tokenizer(pretrained)
     extra = ({"ctc_weight": config.ctc_weight, "decoder_memory": config.decoder_memory,
-              "guided_attention_weight": config.guided_attention_weight, "positions": config.positions}
+              "guided_attention_weight": config.guided_attention_weight, "positions": config.positions,
+              "guided_attention": config.guided_attention,
+              "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder}
              if config.stage == "finetune" else {})
     if (config.stage == "finetune" and config.ctc_classes == "letters" and ctc_units and languages
             and pretrained is None and config.target == "gloss"):

@@ -270,10 +270,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--positions", choices=["sinusoidal", "both_ends", "none"], default=None,
                    help="absolute positions for the decoder: on its memory and inputs (sinusoidal), the memory "
                         "also counted from its end (both_ends), or none (default: %s)" % d.positions)
-    p.add_argument("--decoder_memory", choices=["frames", "frames_ctc", "ctc_segments"], default=None,
-                   help="what the decoder's cross-attention reads: the encoder frames, the frames plus an "
-                        "embedding of the CTC head's posteriors (frames_ctc), or one vector per run of frames the "
-                        "CTC head labels alike (default: %s)" % d.decoder_memory)
+    p.add_argument("--decoder_memory", choices=["frames", "ctc_segments"], default=None,
+                   help="what the decoder's cross-attention reads: the encoder frames, or one vector per run of "
+                        "frames the CTC head labels alike (default: %s)" % d.decoder_memory)
     p.add_argument("--guided_attention", choices=["ctc", "diagonal"], default=None,
                    help="where guided attention (--guided_attention_weight) sends each target token: the frames "
                         "the CTC head aligns it to (ctc), or near the diagonal (default: %s)" % d.guided_attention)

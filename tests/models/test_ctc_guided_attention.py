@@ -208,3 +208,14 @@ def test_ctc_prior_moves_cross_attention_onto_the_aligned_frames():
                               for p, u in zip(paths, model.token_units(labels, ids))])
         masses[weight] = math.exp(-aligned_attention_loss(out.cross_attentions, frames, labels.ne(-100)).item())
     assert masses[1.0] > 0.6 and masses[1.0] > 2 * masses[0.0]
+
+
+def test_bad_prior_settings_are_refused():
+    from signt5.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="guided_attention"):
+        TrainConfig(guided_attention="nearby")
+    with pytest.raises(ValueError, match="decoder_gradient_to_encoder"):
+        TrainConfig(decoder_gradient_to_encoder=1.5)
+    with pytest.raises(ValueError, match="guided_attention"):
+        letter_model(guided_attention="nearby")

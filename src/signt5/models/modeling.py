@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
 POSITIONS = ("sinusoidal", "both_ends", "none")  # both_ends: the memory also counts frames from its end
 GUIDES = ("ctc", "diagonal")  # where guided attention sends each token: its CTC-aligned frames | the diagonal
-DECODER_MEMORIES = ("frames", "frames_ctc", "ctc_segments")  # frames_ctc: frames + an embedding of the CTC posteriors
+DECODER_MEMORIES = ("frames", "ctc_segments")
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
 
 
@@ -76,7 +76,7 @@ class SignT5Config(PreTrainedConfig):
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     positions: str = "both_ends"  # absolute positions on the decoder's memory (from both ends) and inputs | sinusoidal | none
-    decoder_memory: str = "frames"  # what cross-attention reads: frames | frames_ctc (+ CTC posteriors) | ctc_segments
+    decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
     guided_attention_weight: float = 0.0  # training: weight of the prior on cross-attention (0: off)
     guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
     decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
@@ -210,11 +210,8 @@ class SignT5PreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, ContrastiveHead):
             init.constant_(module.logit_scale, LOGIT_SCALE_INIT)
-        elif isinstance(module, SignT5ForConditionalGeneration):
-            if not self.config.tie_word_embeddings:
-                init.normal_(module.lm_head.weight, mean=0.0, std=self.config.text_config.initializer_factor)
-            if module.ctc_embedding is not None:  # unit embeddings on the scale of the frames they join
-                init.normal_(module.ctc_embedding.weight, mean=0.0, std=1.0)
+        elif isinstance(module, SignT5ForConditionalGeneration) and not self.config.tie_word_embeddings:
+            init.normal_(module.lm_head.weight, mean=0.0, std=self.config.text_config.initializer_factor)
 
     def sign_language_ids(self, codes: Sequence[str | None]) -> torch.Tensor:
         return torch.tensor(self.config.sign_language_ids(codes), dtype=torch.long, device=self.device)
@@ -234,8 +231,6 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         ctc_classes = len(config.ctc_units) + 1 if config.ctc_units else config.text_config.vocab_size
         self.ctc_head = (keep_torch_init(nn.Linear(config.text_config.d_model, ctc_classes))
                          if config.ctc_weight > 0 else None)
-        self.ctc_embedding = (nn.Linear(ctc_classes, config.text_config.d_model, bias=False)
-                              if self.ctc_head is not None and config.decoder_memory == "frames_ctc" else None)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> SignT5Encoder:
@@ -319,9 +314,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
 
     def decoder_memory(self, hidden: torch.Tensor, mask: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What cross-attention reads: the encoder frames; with ``frames_ctc`` each frame plus an embedding of the
-        CTC head's posteriors there (the letter the encoder already recognised, for the decoder to copy, as
-        Liu et al. 2020 feed CTC's predictions on); or with ``ctc_segments`` one vector per run of
+        """What cross-attention reads: the encoder frames, or with ``ctc_segments`` one vector per run of
         frames that the CTC head labels alike (blank runs included), averaged.
 
         CTC compression (Gaido et al. 2021; Liu et al. 2020) turns alignment into reading segments in
@@ -329,10 +322,6 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         """
         if self.config.decoder_memory == "frames" or self.ctc_head is None:
             return hidden, mask
-        if self.ctc_embedding is not None:
-            with torch.no_grad():
-                posteriors = self.ctc_head(hidden).float().softmax(-1)  # (B, T', C): CTC trains the encoder alone
-            return hidden + self.ctc_embedding(posteriors.to(hidden.dtype)), mask
         b, t, d = hidden.shape
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=hidden.device)
@@ -374,7 +363,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         """
         token_mask = labels.ne(IGNORE_INDEX)
         if (self.config.guided_attention == "diagonal" or ctc_log_probs is None
-                or self.config.decoder_memory == "ctc_segments"):
+                or self.config.decoder_memory != "frames"):
             return guided_attention_loss(cross_attentions, token_mask, memory_mask)
         paths = ctc_viterbi(ctc_log_probs, memory_mask.sum(1).tolist(), self.ctc_targets(labels, sign_language_ids),
                             CTC_BLANK)

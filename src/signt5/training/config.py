@@ -65,8 +65,12 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.ctc_classes not in ("letters", "tokens"):
             raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
-        if self.decoder_memory not in ("frames", "frames_ctc", "ctc_segments"):
-            raise ValueError(f"decoder_memory must be frames, frames_ctc or ctc_segments, got {self.decoder_memory!r}")
+        if self.decoder_memory not in ("frames", "ctc_segments"):
+            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
+        if self.guided_attention not in ("ctc", "diagonal"):
+            raise ValueError(f"guided_attention must be ctc or diagonal, got {self.guided_attention!r}")
+        if not 0.0 <= self.decoder_gradient_to_encoder <= 1.0:
+            raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

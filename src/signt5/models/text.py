@@ -17,12 +17,13 @@ BYTE_OFFSET = 3  # byte vocabulary: 3 specials (pad 0, eos 1, unk 2) first, then
 BYTE_VOCAB_SIZE = BYTE_OFFSET + 256
 IGNORE_INDEX = -100
 
-# Presets for training without pretrained weights: byte vocabulary, small widths.
+# Presets for training without pretrained weights: byte vocabulary, small widths. The cpu preset's decoder
+# has no dropout: it underfits in the demo's 18 epochs (dev attention CER 34.3 % without, 41.5 % with 0.1).
 UMT5_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(d_model=32, d_kv=8, d_ff=64, num_heads=4, num_layers=1, num_decoder_layers=2,
                  relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0),
     "cpu": dict(d_model=256, d_kv=32, d_ff=512, num_heads=8, num_layers=2, num_decoder_layers=2,
-                relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1),
+                relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0),
 }
 
 

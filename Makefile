@@ -16,9 +16,9 @@ install: $(VENV)/.installed
 
 OUT ?= output
 # Stage 2 alone vs stage 1 + stage 2 at equal training time: BENCHMARKS.md. The demo skips stage 1;
-# PRETRAIN_EPOCHS=4 TRAIN_EPOCHS=14 runs the measured two-stage split of the same time.
+# PRETRAIN_EPOCHS=4 TRAIN_EPOCHS=20 runs the measured two-stage split of the same time.
 PRETRAIN_EPOCHS ?= 0
-TRAIN_EPOCHS ?= 18
+TRAIN_EPOCHS ?= 24
 EVAL_EVERY ?= 6
 STAGE1 := $(if $(filter-out 0,$(PRETRAIN_EPOCHS)),--contrastive_model_dir $(OUT)/pose_encoder_contrastive,)
 # TARGET=text learns the written words and names instead of the letter glosses; its run folder and

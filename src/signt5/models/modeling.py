@@ -278,9 +278,6 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if scale != 1.0 and torch.is_grad_enabled():
             memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
-        ctc_log_probs = None
-        if self.ctc_head is not None and encoder_mask is not None:
-            ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)  # (B, T', C)
         if self.config.positions != "none":
             past = cache.get_seq_length() if cache is not None else 0
             if self.config.positions == "both_ends" and memory_mask is not None:
@@ -301,7 +298,9 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
                                    ignore_index=IGNORE_INDEX)
-            if ctc_log_probs is not None:
+            ctc_log_probs = None
+            if self.ctc_head is not None and encoder_mask is not None:
+                ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)  # (B, T', C)
                 weight = self.config.ctc_weight
                 loss = (1 - weight) * loss + weight * self.ctc_loss(ctc_log_probs, encoder_mask, labels,
                                                                     sign_language_ids)

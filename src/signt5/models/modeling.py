@@ -364,45 +364,20 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if (self.config.guided_attention == "diagonal" or ctc_log_probs is None
                 or self.config.decoder_memory != "frames"):
             return guided_attention_loss(cross_attentions, token_mask, memory_mask)
-        paths = ctc_viterbi(ctc_log_probs, memory_mask.sum(1).tolist(), self.ctc_targets(labels, sign_language_ids),
-                            CTC_BLANK)
+        rows = self.label_units(labels, sign_language_ids)
+        paths = ctc_viterbi(ctc_log_probs, memory_mask.sum(1).tolist(), [classes for classes, _ in rows], CTC_BLANK)
         width = memory_mask.shape[1]
-        frames = torch.stack([aligned_frames(path or [], units if path else [None] * len(units), width)
-                              for path, units in zip(paths, self.token_units(labels, sign_language_ids))])
+        frames = torch.stack([aligned_frames(path, units, width) if path is not None
+                              else torch.zeros(len(units), width, dtype=torch.bool)  # no alignment: no prior
+                              for path, (_, units) in zip(paths, rows)])
         return aligned_attention_loss(cross_attentions, frames.to(labels.device), token_mask)
 
     def token_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None
                     ) -> list[list[int | None]]:
-        """Per label token, the CTC target unit it spells (k >= 0, as in :meth:`ctc_targets`), ``-(k + 1)`` for a
-        token between units k - 1 and k (a space; end-of-sequence after the last unit), None for padding."""
-        text = self.config.text_config
-        space = ord(" ") + BYTE_OFFSET if text.vocab_size == BYTE_VOCAB_SIZE else None
-        table = {unit for unit in self.config.ctc_units or []}
-        codes = ([None] * len(labels) if sign_language_ids is None or not self.config.sign_languages else
-                 [self.config.sign_languages[i - 1] if i > 0 else None for i in sign_language_ids.tolist()])
-        rows = []
-        for row, code in zip(labels.tolist(), codes):
-            units: list[int | None] = []
-            count, word = 0, []
-            for position, token in enumerate(row + [None]):
-                in_word = token is not None and token not in (IGNORE_INDEX, text.pad_token_id, text.eos_token_id, space)
-                if table:  # one unit per space-separated letter: its bytes gather into a word first
-                    if in_word:
-                        word.append(token)
-                        continue
-                    if word:
-                        letter = bytes(t - BYTE_OFFSET for t in word if t >= BYTE_OFFSET).decode("utf-8", "replace")
-                        spelled = f"{code}:{letter}" in table
-                        units += [count if spelled else -(count + 1)] * len(word)
-                        count, word = count + spelled, []
-                elif in_word:
-                    units.append(count)
-                    count += 1
-                    continue
-                if token is not None:
-                    units.append(None if token in (IGNORE_INDEX, text.pad_token_id) else -(count + 1))
-            rows.append(units)
-        return rows
+        """Per label token, the CTC target unit it spells (k >= 0, an index into :meth:`ctc_targets`' row),
+        ``-(k + 1)`` for a token between units k - 1 and k (a space; end-of-sequence after the last unit), None
+        for padding."""
+        return [units for _, units in self.label_units(labels, sign_language_ids)]
 
     def ctc_targets(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None) -> list[list[int]]:
         """Each label row as CTC classes: "language:letter" units when ``ctc_units`` is set, else token ids.
@@ -410,19 +385,41 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         One class per letter of a sign language (not per UTF-8 byte: a Cyrillic or Arabic letter is
         two) measured 3.5 % vs 6.1 % dev CER in the CTC probe (BENCHMARKS.md).
         """
+        return [classes for classes, _ in self.label_units(labels, sign_language_ids)]
+
+    def label_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None
+                    ) -> list[tuple[list[int], list[int | None]]]:
+        """One walk over each label row: its CTC classes (no eos, padding or, with the byte vocabulary, spaces;
+        letters outside ``ctc_units`` dropped) and, per token, the unit it spells (see :meth:`token_units`)."""
         text = self.config.text_config
-        drop = {text.pad_token_id, text.eos_token_id, IGNORE_INDEX}
-        if not self.config.ctc_units:
-            if text.vocab_size == BYTE_VOCAB_SIZE:
-                drop.add(ord(" ") + BYTE_OFFSET)
-            return [[int(t) for t in row if int(t) not in drop] for row in labels.tolist()]
-        table = {unit: i + 1 for i, unit in enumerate(self.config.ctc_units)}
-        codes = ([None] * len(labels) if sign_language_ids is None else
+        space = ord(" ") + BYTE_OFFSET if text.vocab_size == BYTE_VOCAB_SIZE else None
+        table = {unit: i + 1 for i, unit in enumerate(self.config.ctc_units or [])}
+        codes = ([None] * len(labels) if sign_language_ids is None or not self.config.sign_languages else
                  [self.config.sign_languages[i - 1] if i > 0 else None for i in sign_language_ids.tolist()])
         rows = []
         for row, code in zip(labels.tolist(), codes):
-            label = bytes(t - BYTE_OFFSET for t in row if t not in drop and t >= BYTE_OFFSET).decode("utf-8", "replace")
-            rows.append([table[u] for u in (f"{code}:{letter}" for letter in label.split()) if u in table])
+            classes: list[int] = []
+            units: list[int | None] = []
+            word: list[int] = []  # with letter units: the bytes of the letter being read
+            for token in row + [None]:
+                separator = token is None or token in (IGNORE_INDEX, text.pad_token_id, text.eos_token_id, space)
+                if not separator:
+                    if table:
+                        word.append(token)
+                    else:
+                        units.append(len(classes))
+                        classes.append(token)
+                    continue
+                if word:
+                    letters = bytes(t - BYTE_OFFSET for t in word if t >= BYTE_OFFSET).decode("utf-8", "replace")
+                    spelled = [table[u] for u in (f"{code}:{letter}" for letter in letters.split()) if u in table]
+                    one_letter = len(spelled) == 1 and len(letters.split()) == 1
+                    units += [len(classes) if one_letter else -(len(classes) + 1)] * len(word)
+                    classes += spelled
+                    word = []
+                if token is not None:
+                    units.append(None if token in (IGNORE_INDEX, text.pad_token_id) else -(len(classes) + 1))
+            rows.append((classes, units))
         return rows
 
     def ctc_log_probs(self, encoder_outputs: PoseEncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:

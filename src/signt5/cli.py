@@ -267,9 +267,10 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--ctc_classes", choices=["letters", "tokens"], default=None,
                    help="stage 2 CTC classes: one per letter of each sign language (gloss target) or token ids")
-    p.add_argument("--positions", choices=["sinusoidal", "both_ends", "none"], default=None,
-                   help="absolute positions for the decoder: on its memory and inputs (sinusoidal), the memory "
-                        "also counted from its end (both_ends), or none (default: %s)" % d.positions)
+    p.add_argument("--positions", choices=["ctc", "both_ends", "sinusoidal", "none"], default=None,
+                   help="absolute positions for the decoder: counted in CTC emissions on its memory and in letters "
+                        "written on its inputs (ctc), in frames from both ends of the memory (both_ends) or from "
+                        "its start (sinusoidal), or none (default: %s)" % d.positions)
     p.add_argument("--decoder_memory", choices=["frames", "ctc_segments"], default=None,
                    help="what the decoder's cross-attention reads: the encoder frames, or one vector per run of "
                         "frames the CTC head labels alike (default: %s)" % d.decoder_memory)

@@ -52,6 +52,36 @@ def memory_positions(mask: torch.Tensor, dim: int, dtype: torch.dtype = torch.fl
     return torch.cat([start, sinusoids(from_end, dim - half)], -1).to(dtype)
 
 
+def emission_positions(emissions: torch.Tensor, mask: torch.Tensor, dim: int, blank: int = 0,
+                       dtype: torch.dtype = torch.float32, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, S, dim): memory positions counted in CTC emissions, from the start (half the channels) and the end.
+
+    emissions (B, S) is each frame's CTC class (a best path or a forced alignment). The frames of the k-th
+    emitted unit sit at position k and the blanks before it at k - 1/2, so the decoder's n-th letter reads
+    position n whatever the signing speed: frame positions alone leave it to count frames. A ``shift`` (B, 1)
+    moves the count from the start (training: randomised positions, Ruoss et al. 2023, so that counts past
+    the longest training word are not new at test time).
+    """
+    unit = emissions.ne(blank) & mask  # (B, S)
+    starts = unit.clone()
+    starts[:, 1:] &= emissions[:, 1:] != emissions[:, :-1]
+    count = starts.long().cumsum(1).float()  # units begun up to each frame
+    position = torch.where(unit, count - 1, count - 0.5)  # (B, S)
+    from_end = (count[:, -1:] - 1 - position).clamp_min(-0.5)
+    if shift is not None:  # (B, 1): counts from the start begin there (the decoder's alike), from the end do not
+        position = position + shift
+    half = dim // 2
+    return torch.cat([sinusoids(position, half), sinusoids(from_end, dim - half)], -1).to(dtype)
+
+
+def unit_positions(counts: torch.Tensor, offset: int, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, L, dim) for the decoder's inputs: half the channels the units finished so far (``counts``, matching
+    :func:`emission_positions`' count from the start), half the token index from ``offset``."""
+    half = dim // 2
+    index = torch.arange(offset, offset + counts.shape[1], device=counts.device).expand(counts.shape[0], -1)
+    return torch.cat([sinusoids(counts, half), sinusoids(index, dim - half)], -1).to(dtype)
+
+
 @contextmanager
 def eager_attention(config: PreTrainedConfig, enabled: bool = True) -> Iterator[None]:
     """Run the decoder with eager attention for one call, so that it returns its attention weights."""

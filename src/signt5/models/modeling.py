@@ -25,8 +25,8 @@ from transformers.utils import ModelOutput
 from signt5.data.dataset import DataConfig, resolve_components
 from signt5.data.layout import KeypointLayout, layout_by_name
 
-from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, guided_attention_loss,
-                        memory_positions, sinusoidal_positions)
+from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, emission_positions,
+                        guided_attention_loss, memory_positions, sinusoidal_positions, unit_positions)
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
 from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
@@ -34,9 +34,13 @@ from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
-POSITIONS = ("sinusoidal", "both_ends", "none")  # both_ends: the memory also counts frames from its end
+POSITIONS = ("sinusoidal", "both_ends", "ctc", "none")  # both_ends: also from the end; ctc: counted in CTC emissions
 GUIDES = ("ctc", "diagonal")  # where guided attention sends each token: its CTC-aligned frames | the diagonal
 DECODER_MEMORIES = ("frames", "ctc_segments")
+# positions ctc: in training a sample's unit counts start at a random 0..COUNT_SHIFT (memory and decoder alike),
+# so counts past the longest training word are not new at test time; decoding starts mid-range, where training
+# saw every count (from 0 the first letters were misread: BENCHMARKS.md)
+COUNT_SHIFT = 32
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
 
 
@@ -274,18 +278,36 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if guided:
             extra["output_attentions"] = True
         memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
+        frames_memory = memory_mask is not None and self.config.decoder_memory == "frames"
+        ctc_log_probs = None  # (B, T', C): for the CTC loss, the CTC prior and positions counted in emissions
+        if self.ctc_head is not None and encoder_mask is not None and (
+                labels is not None or (self.config.positions == "ctc" and frames_memory)):
+            ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)
+        alignment = None  # training: the CTC forced alignment of the labels, and each token's unit
+        if labels is not None and ctc_log_probs is not None and frames_memory and (
+                self.config.positions == "ctc" or (guided and self.config.guided_attention == "ctc")):
+            alignment = self.forced_alignment(ctc_log_probs, memory_mask, labels, sign_language_ids)
         scale = self.config.decoder_gradient_to_encoder
         if scale != 1.0 and torch.is_grad_enabled():
             memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
         if self.config.positions != "none":
             past = cache.get_seq_length() if cache is not None else 0
-            if self.config.positions == "both_ends" and memory_mask is not None:
-                memory = memory + memory_positions(memory_mask, memory.shape[2], memory.dtype)
+            shift = None  # unit counts start at a random offset in training, mid-range otherwise (see COUNT_SHIFT)
+            if self.config.positions == "ctc":
+                shift = (torch.randint(0, COUNT_SHIFT + 1, (embeds.shape[0], 1), device=embeds.device)
+                         if self.training and labels is not None
+                         else torch.full((embeds.shape[0], 1), COUNT_SHIFT // 2, device=embeds.device))
+            memory = memory + self.position_table(memory, memory_mask, ctc_log_probs, alignment, shift)
+            if self.config.positions == "ctc":
+                counts = kwargs.get("decoder_unit_counts")
+                if counts is None:
+                    counts = self.decoder_unit_counts(decoder_input_ids)
+                embeds = embeds + unit_positions(counts if shift is None else counts + shift, past,
+                                                 embeds.shape[2], embeds.dtype)
             else:
-                memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], 0, memory.device,
-                                                       memory.dtype)
-            embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device, embeds.dtype)
+                embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device,
+                                                       embeds.dtype)
         with eager_attention(self.decoder.config, guided):  # sdpa gives no attention weights
             decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,
                                    encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
@@ -298,15 +320,13 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
                                    ignore_index=IGNORE_INDEX)
-            ctc_log_probs = None
-            if self.ctc_head is not None and encoder_mask is not None:
-                ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)  # (B, T', C)
+            if ctc_log_probs is not None:
                 weight = self.config.ctc_weight
                 loss = (1 - weight) * loss + weight * self.ctc_loss(ctc_log_probs, encoder_mask, labels,
                                                                     sign_language_ids)
             if guided and memory_mask is not None:
                 loss = loss + self.config.guided_attention_weight * self.attention_prior_loss(
-                    decoded.cross_attentions, labels, memory_mask, ctc_log_probs, sign_language_ids)
+                    decoded.cross_attentions, labels, memory_mask, alignment)
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
@@ -351,25 +371,74 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                           torch.tensor([len(r) for r in rows], device=device),
                           blank=CTC_BLANK, reduction="mean", zero_infinity=True)
 
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """generate()'s step inputs; with ``positions`` ctc also the unit counts of the whole prefix, which the
+        step's own (last) token alone cannot give."""
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
+        if self.config.positions == "ctc":
+            step = inputs["decoder_input_ids"].shape[1]
+            inputs["decoder_unit_counts"] = self.decoder_unit_counts(input_ids)[:, -step:]
+        return inputs
+
+    def decoder_unit_counts(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L): how many CTC units (letters; tokens of a token-level CTC) each decoder input prefix has
+        finished, so the next token reads the memory at the same count (``positions`` ctc)."""
+        text = self.config.text_config
+        separators = [text.pad_token_id, text.eos_token_id]
+        if text.vocab_size == BYTE_VOCAB_SIZE:
+            separators.append(ord(" ") + BYTE_OFFSET)
+        separator = torch.isin(decoder_input_ids, torch.tensor(separators, device=decoder_input_ids.device))
+        if not self.config.ctc_units:
+            return (~separator).long().cumsum(1)
+        ends = separator.clone()  # a letter is finished by the separator after it
+        ends[:, 0] = False
+        ends[:, 1:] &= ~separator[:, :-1]
+        return ends.long().cumsum(1)
+
+    def forced_alignment(self, ctc_log_probs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                         sign_language_ids: torch.Tensor | None = None
+                         ) -> list[tuple[list[int] | None, list[int | None]]]:
+        """Per sample, the CTC Viterbi path of its labels (the unit index per frame, -1 for blank; None when
+        they do not fit the frames) and each label token's unit (see :meth:`token_units`)."""
+        rows = self.label_units(labels, sign_language_ids)
+        paths = ctc_viterbi(ctc_log_probs, mask.sum(1).tolist(), [classes for classes, _ in rows], CTC_BLANK)
+        return [(path, units) for path, (_, units) in zip(paths, rows)]
+
+    def position_table(self, memory: torch.Tensor, mask: torch.Tensor | None, ctc_log_probs: torch.Tensor | None,
+                       alignment: Sequence[tuple[list[int] | None, Any]] | None = None,
+                       shift: torch.Tensor | None = None) -> torch.Tensor:
+        """The absolute positions added to the memory (B or 1, S, D): counted in frames (``sinusoidal``,
+        ``both_ends``) or in CTC emissions (``ctc``: the best path, or in training the labels' alignment)."""
+        width = memory.shape[2]
+        if self.config.positions == "ctc" and ctc_log_probs is not None and mask is not None:
+            emissions = ctc_log_probs.detach().argmax(-1)  # (B, S)
+            if alignment is not None:  # training: where the reference's letters are, not where CTC guesses
+                for i, (path, _) in enumerate(alignment):
+                    if path is not None:
+                        emissions[i, :len(path)] = torch.tensor(path, device=emissions.device) + 1
+            return emission_positions(emissions, mask, width, CTC_BLANK, memory.dtype, shift)
+        if self.config.positions in ("both_ends", "ctc") and mask is not None:
+            return memory_positions(mask, width, memory.dtype)
+        return sinusoidal_positions(memory.shape[1], width, 0, memory.device, memory.dtype)
+
     def attention_prior_loss(self, cross_attentions: Sequence[torch.Tensor], labels: torch.Tensor,
-                             memory_mask: torch.Tensor, ctc_log_probs: torch.Tensor | None,
-                             sign_language_ids: torch.Tensor | None = None) -> torch.Tensor:
+                             memory_mask: torch.Tensor,
+                             alignment: Sequence[tuple[list[int] | None, list[int | None]]] | None = None
+                             ) -> torch.Tensor:
         """Guided attention: each token's attention mass on its CTC-aligned frames (``guided_attention``
-        ctc), or off the diagonal (diagonal, also the fallback without a CTC head or with CTC segments).
+        ctc, given the ``alignment``), or off the diagonal (diagonal, also the fallback without a CTC head
+        or with CTC segments).
 
         The CTC head finds the letters long before the decoder does; its forced alignment tells
         cross-attention exactly which frames spell each token, where the diagonal only guesses.
         """
         token_mask = labels.ne(IGNORE_INDEX)
-        if (self.config.guided_attention == "diagonal" or ctc_log_probs is None
-                or self.config.decoder_memory != "frames"):
+        if self.config.guided_attention == "diagonal" or alignment is None:
             return guided_attention_loss(cross_attentions, token_mask, memory_mask)
-        rows = self.label_units(labels, sign_language_ids)
-        paths = ctc_viterbi(ctc_log_probs, memory_mask.sum(1).tolist(), [classes for classes, _ in rows], CTC_BLANK)
         width = memory_mask.shape[1]
         frames = torch.stack([aligned_frames(path, units, width) if path is not None
                               else torch.zeros(len(units), width, dtype=torch.bool)  # no alignment: no prior
-                              for path, (_, units) in zip(paths, rows)])
+                              for path, units in alignment])
         return aligned_attention_loss(cross_attentions, frames.to(labels.device), token_mask)
 
     def token_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None

@@ -31,7 +31,7 @@ class TrainConfig:
     ctc_classes: str = "letters"  # stage 2 CTC classes: letters (one per letter per sign language) | tokens
     ctc_weight: float = 0.7  # stage 2: weight of the CTC loss on the encoder beside the decoder's (0: decoder only)
     decoder_memory: str = "frames"  # stage 2: cross-attention reads the encoder frames | ctc_segments (CTC runs)
-    positions: str = "both_ends"  # stage 2: decoder positions: sinusoidal | both_ends (memory also from its end) | none
+    positions: str = "ctc"  # stage 2: decoder positions: ctc (counted in CTC emissions and letters written) | both_ends | sinusoidal | none
     guided_attention_weight: float = 2.0  # stage 2: weight of the prior on cross-attention (0: off)
     guided_attention: str = "ctc"  # stage 2: the prior: ctc (each token's CTC-aligned frames) | diagonal
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
@@ -67,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
         if self.decoder_memory not in ("frames", "ctc_segments"):
             raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
+        if self.positions not in ("ctc", "both_ends", "sinusoidal", "none"):
+            raise ValueError(f"positions must be ctc, both_ends, sinusoidal or none, got {self.positions!r}")
         if self.guided_attention not in ("ctc", "diagonal"):
             raise ValueError(f"guided_attention must be ctc or diagonal, got {self.guided_attention!r}")
         if not 0.0 <= self.decoder_gradient_to_encoder <= 1.0:

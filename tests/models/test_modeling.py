@@ -9,8 +9,8 @@ import torch
 from transformers import UMT5ForConditionalGeneration
 
 from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
-from signt5.models.modeling import (SignT5Config, SignT5ForConditionalGeneration, SignT5ForContrastivePretraining,
-                                    build_config, model_inputs)
+from signt5.models.contrastive import SignT5ForContrastivePretraining
+from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration, build_config, model_inputs
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import (BYTE_VOCAB_SIZE, IGNORE_INDEX, byte_tokenizer, load_tokenizer, pretrained_umt5_dir,
                                 tokenize_targets, umt5_config)

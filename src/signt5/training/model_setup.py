@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from signt5.data.errors import SignT5Error
-from signt5.models.modeling import (SignT5ForConditionalGeneration, SignT5ForContrastivePretraining, build_config)
+from signt5.models.contrastive import SignT5ForContrastivePretraining
+from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import load_tokenizer, pretrained_umt5_dir, umt5_config
 

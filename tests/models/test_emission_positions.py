@@ -102,3 +102,16 @@ def test_unknown_positions_are_refused():
         TrainConfig(positions="letters")
     with pytest.raises(ValueError, match="positions"):
         letter_model(positions="letters")
+
+
+def test_generate_runs_the_ctc_head_once_for_the_memory_positions():
+    """The memory's positions depend on the memory alone: the first step's table serves every later step."""
+    torch.manual_seed(0)
+    model = letter_model()
+    model.eval()
+    calls = []
+    model.ctc_head.register_forward_hook(lambda *_: calls.append(1))
+    memory = PoseEncoderOutput(last_hidden_state=torch.randn(2, 10, 32),
+                               attention_mask=torch.ones(2, 10, dtype=torch.bool))
+    model.generate(encoder_outputs=memory, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert len(calls) == 1

@@ -141,6 +141,7 @@ class PoseEncoderOutput(BaseModelOutput):
     """Encoder output plus its (down-sampled) frame mask, which the decoder's cross-attention needs."""
 
     attention_mask: torch.Tensor | None = None
+    memory_positions: torch.Tensor | None = None  # generate(): the first step's position table, reused after
 
 
 TORCH_DEFAULT_INIT = "_signt5_torch_init"
@@ -270,9 +271,13 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             extra["output_attentions"] = True
         memory, memory_mask = self.decoder_memory(hidden, encoder_mask)  # (B, S, D), (B, S)
         frames_memory = memory_mask is not None and self.config.decoder_memory == "frames"
+        reusable = labels is None and isinstance(encoder_outputs, PoseEncoderOutput)  # generate(): one memory
+        reused = encoder_outputs.memory_positions if reusable else None  # it depends on the memory alone
+        if reused is not None and reused.shape != memory.shape:
+            reused = None
         ctc_log_probs = None  # (B, T', C): for the CTC loss, the CTC prior and positions counted in emissions
         if self.ctc_head is not None and encoder_mask is not None and (
-                labels is not None or (self.config.positions == "ctc" and frames_memory)):
+                labels is not None or (self.config.positions == "ctc" and frames_memory and reused is None)):
             ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)
         alignment = None  # training: the CTC forced alignment of the labels, and each token's unit
         if labels is not None and ctc_log_probs is not None and frames_memory and (
@@ -289,7 +294,11 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                 shift = (torch.randint(0, COUNT_SHIFT + 1, (embeds.shape[0], 1), device=embeds.device)
                          if self.training and labels is not None
                          else torch.full((embeds.shape[0], 1), COUNT_SHIFT // 2, device=embeds.device))
-            memory = memory + self.position_table(memory, memory_mask, ctc_log_probs, alignment, shift)
+            table = reused if reused is not None else self.position_table(memory, memory_mask, ctc_log_probs,
+                                                                           alignment, shift).expand_as(memory)
+            if reusable:
+                encoder_outputs.memory_positions = table
+            memory = memory + table
             if self.config.positions == "ctc":
                 counts = kwargs.get("decoder_unit_counts")
                 if counts is None:
@@ -374,17 +383,21 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
     def decoder_unit_counts(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L): how many CTC units (letters; tokens of a token-level CTC) each decoder input prefix has
         finished, so the next token reads the memory at the same count (``positions`` ctc)."""
-        text = self.config.text_config
-        separators = [text.pad_token_id, text.eos_token_id]
-        if text.vocab_size == BYTE_VOCAB_SIZE:
-            separators.append(ord(" ") + BYTE_OFFSET)
-        separator = torch.isin(decoder_input_ids, torch.tensor(separators, device=decoder_input_ids.device))
+        separators = torch.tensor(self.separator_ids(), device=decoder_input_ids.device)
+        separator = torch.isin(decoder_input_ids, separators)
         if not self.config.ctc_units:
             return (~separator).long().cumsum(1)
         ends = separator.clone()  # a letter is finished by the separator after it
         ends[:, 0] = False
         ends[:, 1:] &= ~separator[:, :-1]
         return ends.long().cumsum(1)
+
+    def separator_ids(self) -> list[int]:
+        """Tokens that spell no CTC unit and end a letter: padding (also the decoder's start), end-of-sequence
+        and, with the byte vocabulary, the space."""
+        text = self.config.text_config
+        space = [ord(" ") + BYTE_OFFSET] if text.vocab_size == BYTE_VOCAB_SIZE else []
+        return [text.pad_token_id, text.eos_token_id, *space]
 
     def forced_alignment(self, ctc_log_probs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                          sign_language_ids: torch.Tensor | None = None
@@ -452,7 +465,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         """One walk over each label row: its CTC classes (no eos, padding or, with the byte vocabulary, spaces;
         letters outside ``ctc_units`` dropped) and, per token, the unit it spells (see :meth:`token_units`)."""
         text = self.config.text_config
-        space = ord(" ") + BYTE_OFFSET if text.vocab_size == BYTE_VOCAB_SIZE else None
+        separators = {IGNORE_INDEX, *self.separator_ids()}
         table = {unit: i + 1 for i, unit in enumerate(self.config.ctc_units or [])}
         codes = ([None] * len(labels) if sign_language_ids is None or not self.config.sign_languages else
                  [self.config.sign_languages[i - 1] if i > 0 else None for i in sign_language_ids.tolist()])
@@ -462,7 +475,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             units: list[int | None] = []
             word: list[int] = []  # with letter units: the bytes of the letter being read
             for token in row + [None]:
-                separator = token is None or token in (IGNORE_INDEX, text.pad_token_id, text.eos_token_id, space)
+                separator = token is None or token in separators
                 if not separator:
                     if table:
                         word.append(token)

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from signt5.data.augment import AugmentConfig
 from signt5.data.dataset import DataConfig
+from signt5.models.modeling import DECODER_MEMORIES, GUIDES, POSITIONS
 
 STAGES = ("pretrain", "finetune")
 
@@ -65,12 +66,10 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.ctc_classes not in ("letters", "tokens"):
             raise ValueError(f"ctc_classes must be letters or tokens, got {self.ctc_classes!r}")
-        if self.decoder_memory not in ("frames", "ctc_segments"):
-            raise ValueError(f"decoder_memory must be frames or ctc_segments, got {self.decoder_memory!r}")
-        if self.positions not in ("ctc", "both_ends", "sinusoidal", "none"):
-            raise ValueError(f"positions must be ctc, both_ends, sinusoidal or none, got {self.positions!r}")
-        if self.guided_attention not in ("ctc", "diagonal"):
-            raise ValueError(f"guided_attention must be ctc or diagonal, got {self.guided_attention!r}")
+        for name, allowed in (("decoder_memory", DECODER_MEMORIES), ("positions", POSITIONS),
+                              ("guided_attention", GUIDES)):  # the model's own choices
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0.0 <= self.decoder_gradient_to_encoder <= 1.0:
             raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
         if self.target not in ("gloss", "text"):

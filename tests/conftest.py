@@ -38,12 +38,13 @@ def make_sample(layout: KeypointLayout | str, frames: int = 12, seed: int = 0, f
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    """A real fingerspelling corpus in miniature: 2 sign languages, 6/2/2/2 words each, .pose + data.pkl."""
-    from signt5.data.fingerspelling import CorpusConfig, build_corpus
+    """A real fingerspelling corpus in miniature: 2 sign languages, 6/2/2/2 words, no stress splits, .pose + .pkl."""
+    from signt5.data.fingerspelling import STRESS_SPLITS, CorpusConfig, build_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     build_corpus(CorpusConfig(output_dir=str(out), sign_languages=["ase", "ukl"], train_words=6, dev_words=2,
-                              test_words=2, test_shifted_words=2, seed=0))
+                              test_words=2, test_shifted_words=2, seed=0,
+                              **{f"{split}_words": 0 for split in STRESS_SPLITS}))
     return out
 
 

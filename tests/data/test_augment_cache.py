@@ -49,6 +49,40 @@ def test_augment_drops_hands(real_clip):
     assert mask[:, right].sum() < s.mask[:, right].sum()
 
 
+def test_flicker_loses_a_whole_hand_for_one_to_three_frames_at_a_time(real_clip):
+    s = _prepared(real_clip)
+    right = s.layout.component_slice("RIGHT_HAND_LANDMARKS")
+    seen = s.mask[:, right].any(axis=1)
+    cfg = AugmentConfig(speed=(1, 1), rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0, flicker=0.3)
+    lengths = []
+    for seed in range(20):
+        _, mask = augment(s.coords, s.mask, s.layout.hand_slices(), np.random.default_rng(seed), cfg)
+        lost = seen & ~mask[:, right].any(axis=1)  # (T,)
+        np.testing.assert_array_equal(mask[~lost], s.mask[~lost])  # other frames keep their points
+        np.testing.assert_array_equal(np.delete(mask, right, axis=1), np.delete(s.mask, right, axis=1))
+        assert not mask[lost, right].any()  # the whole hand goes
+        edges = np.diff(np.concatenate([[0], lost.astype(int), [0]]))
+        lengths += list(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))
+    assert set(lengths) == {1, 2, 3}
+
+
+def test_flicker_is_on_by_default_but_off_for_configs_saved_before_it():
+    assert AugmentConfig().flicker > 0
+    assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).flicker == 0.0
+    assert AugmentConfig.from_dict(AugmentConfig().to_dict()) == AugmentConfig()
+
+
+def test_train_flags_set_the_speed_range_and_flicker():
+    from signt5.cli import _train_config, build_parser
+    from signt5.data.augment import WIDE_SPEED
+
+    args = build_parser().parse_args(["train", "--augment_speed", *map(str, WIDE_SPEED), "--augment_flicker", "0.05"])
+    config = _train_config(args, "finetune", "out")
+    assert config.augment.speed == WIDE_SPEED == (0.5, 2.0) and config.augment.flicker == 0.05
+    default = _train_config(build_parser().parse_args(["train"]), "finetune", "out")
+    assert default.augment == AugmentConfig()
+
+
 @pytest.fixture()
 def entries(tmp_path, real_clip_path):
     good = tmp_path / "a.pose"
@@ -87,3 +121,13 @@ def test_prepared_dataset_augments_per_epoch(tmp_path, entries):
     plain = PreparedDataset(prepared, target="gloss")
     np.testing.assert_array_equal(plain[0]["pose"], prepared.get(0)[0])
     assert plain[0]["label"] == "A"
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_speed_augmentation_keeps_the_label(entries, factor):
+    prepared = prepare_all(entries[2:], DataConfig())
+    still = dict(rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0, flicker=0)
+    ds = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(speed=(factor, factor), **still))
+    item, plain = ds[0], PreparedDataset(prepared, target="gloss")[0]
+    assert item["label"] == plain["label"] == "A A"
+    assert len(item["pose"]) == round(len(plain["pose"]) / factor) != len(plain["pose"])

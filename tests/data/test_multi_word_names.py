@@ -16,13 +16,13 @@ from signt5.data.readers import read_pose_file
 from signt5.data.words import MAX_NAME_LETTERS, _multi_word_places, _name_pools, candidate_names
 
 LANGUAGES = ["gsg", "ukl"]
-SIZES = {"train": 12, "dev": 4, "test": 4, "test_shifted": 4}
+SIZES = {"train": 12, "dev": 4, "test": 4, "test_shifted": 4, "test_slow": 4, "test_fast": 4, "test_flicker": 4,
+         "test_left_handed": 4}
 
 
 def _config(out: Path, seed: int = 0, **overrides) -> CorpusConfig:
-    return CorpusConfig(output_dir=str(out), sign_languages=LANGUAGES, train_words=SIZES["train"],
-                        dev_words=SIZES["dev"], test_words=SIZES["test"], test_shifted_words=SIZES["test_shifted"],
-                        seed=seed, formats=["pose"], **overrides)
+    return CorpusConfig(output_dir=str(out), sign_languages=LANGUAGES, seed=seed, formats=["pose"],
+                        **{f"{split}_words": size for split, size in SIZES.items()}, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_every_split_has_its_share_of_names(built):
             names = _names(in_split)
             assert len(in_split) == size
             assert len(names) == config.multi_word_count(size) == info["multi_word"][language][split] > 0
-    assert info["multi_word"]["total"] == {"train": 6, "dev": 2, "test": 2, "test_shifted": 2}
+    assert info["multi_word"]["total"] == {split: 2 * config.multi_word_count(size) for split, size in SIZES.items()}
+    assert info["multi_word"]["total"]["train"] == 6
     assert info["config"]["multi_word_share"] == 0.25
 
 
@@ -175,11 +176,13 @@ def test_cli_share_flag_turns_names_off(tmp_path):
 
     out = tmp_path / "corpus"
     assert main(["build-fingerspelling", "--output_dir", str(out), "--sign_languages", "ase", "--train_words", "4",
-                 "--dev_words", "1", "--test_words", "1", "--test_shifted_words", "1", "--formats", "pose",
-                 "--multi_word_share", "0"]) == 0
+                 "--dev_words", "1", "--test_words", "1", "--test_shifted_words", "1", "--test_slow_words", "2",
+                 "--test_fast_words", "0", "--test_flicker_words", "1", "--test_left_handed_words", "0",
+                 "--formats", "pose", "--multi_word_share", "0"]) == 0
     info = json.loads((out / "corpus.json").read_text())
-    assert info["multi_word"]["total"] == {"train": 0, "dev": 0, "test": 0, "test_shifted": 0}
-    assert info["counts"]["ase"] == {"train": 4, "dev": 1, "test": 1, "test_shifted": 1}
+    splits = {"train": 4, "dev": 1, "test": 1, "test_shifted": 1, "test_slow": 2, "test_flicker": 1}
+    assert info["multi_word"]["total"] == dict.fromkeys(splits, 0)
+    assert info["counts"]["ase"] == splits
 
 
 def test_candidate_names_mix_places_and_first_last_pairs():

@@ -11,9 +11,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import LayoutError, PoseDataError
+from .gaps import fill_short_gaps
 from .layout import (HOLISTIC_BODY, HOLISTIC_FACE, HOLISTIC_LEFT_HAND, HOLISTIC_RIGHT_HAND, OPENPOSE_BODY,
                      OPENPOSE_FACE, OPENPOSE_LEFT_HAND, OPENPOSE_RIGHT_HAND, KeypointLayout, face_subset)
 from .manifest import ManifestEntry
+from .mirror import to_right_dominant
 from .normalize import NORMALIZATIONS, normalize_sample, resample_fps
 from .readers import PICKLE_SUFFIXES, read_pickle_keys, read_samples, sample_from_record
 from .sample import PoseSample
@@ -30,6 +32,7 @@ OPENPOSE_UPPER_BODY = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShould
                        "REye", "LEye", "REar", "LEar"]
 PRESETS = ("default", "hands", "full")
 LONG_SAMPLES = ("crop", "window")
+HANDEDNESS = ("right", "keep")
 
 
 @dataclass
@@ -44,6 +47,8 @@ class DataConfig:
     long_samples: str = "crop"  # a longer sample: crop (centre) or window (inference only), with a warning
     person: int | str = "most_confident"  # which person when several are detected
     resolution: list | None = None  # (width, height) for header-less inputs in [0, 1] coordinates
+    handedness: str = "right"  # right: mirror left-dominant signers into the right-dominant frame; keep: leave them
+    fill_hand_gaps: int = 3  # fill a hand lost for at most this many frames (at target_fps), seen on both sides; 0: off
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -54,6 +59,10 @@ class DataConfig:
             raise ValueError(f"components preset must be one of {PRESETS} or a dict, got {self.components!r}")
         if self.long_samples not in LONG_SAMPLES:
             raise ValueError(f"long_samples must be one of {LONG_SAMPLES}, got {self.long_samples!r}")
+        if self.handedness not in HANDEDNESS:
+            raise ValueError(f"handedness must be one of {HANDEDNESS}, got {self.handedness!r}")
+        if self.fill_hand_gaps < 0:
+            raise ValueError(f"fill_hand_gaps must be at least 0, got {self.fill_hand_gaps}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +75,8 @@ class DataConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DataConfig":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known.setdefault("handedness", "keep")  # a config saved before mirroring existed: samples as they were
+        known.setdefault("fill_hand_gaps", 0)  # a config saved before gap filling existed: keep it off
         return cls(**known)
 
     @classmethod
@@ -112,6 +123,11 @@ def prepare_sample(sample: PoseSample, config: DataConfig) -> PoseSample:
     sample = _crop_source(sample, config)
     if config.target_fps:
         sample = resample_fps(sample, config.target_fps)
+    if config.fill_hand_gaps:
+        coords, mask = fill_short_gaps(sample.coords, sample.mask, sample.layout.hand_slices(), config.fill_hand_gaps)
+        sample = sample.replace(coords=coords, mask=mask)
+    if config.handedness == "right":  # before normalising and selecting: mirroring needs the full layout
+        sample = to_right_dominant(sample)
     sample = normalize_sample(sample, config.normalization)  # type: ignore[arg-type]
     try:
         selected, indices = sample.layout.select(resolve_components(sample.layout, config.components))

@@ -28,7 +28,8 @@ STAGE1 = $(if $(filter-out 0,$(PRETRAIN_EPOCHS)),--contrastive_model_dir $(OUT)/
 SUFFIX := $(if $(filter gloss,$(TARGET)),,_$(TARGET))
 RUN := $(OUT)/sign_language_model$(SUFFIX)
 
-# The whole pipeline on the CPU config: data, stage(s), scores on the test and shifted test splits.
+# The whole pipeline on the CPU config: data, stage(s), scores on every test split (test, test_shifted and the
+# stress splits), each in $(OUT)/evaluation$(SUFFIX)_<split>.txt, then one table of all.
 demo: install
 	$(SIGNT5) build-fingerspelling --output_dir $(DATA_DIR)
 	$(SIGNT5) data-summary --manifest $(DATA_DIR)/manifest.csv
@@ -38,10 +39,8 @@ ifneq ($(PRETRAIN_EPOCHS),0)
 endif
 	$(SIGNT5) train --data_dir $(DATA_DIR) --output_dir $(RUN) $(STAGE1) --target $(TARGET) \
 		--epochs $(TRAIN_EPOCHS) --batch_size 16 --lr 2e-3 --eval_every_epochs $(EVAL_EVERY)
-	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test \
-		--output_file $(OUT)/evaluation$(SUFFIX)_test.txt
-	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split test_shifted \
-		--output_file $(OUT)/evaluation$(SUFFIX)_test_shifted.txt
+	$(SIGNT5) evaluate --model_dir $(RUN) --data_dir $(DATA_DIR) --split 'test*' \
+		--output_file $(OUT)/evaluation$(SUFFIX).txt
 
 test: install
 	$(PY) -m pytest -q

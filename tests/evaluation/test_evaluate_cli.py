@@ -130,3 +130,20 @@ def test_joint_decoding_flags_reach_evaluate_and_infer(tiny_model, tiny_corpus, 
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses a weight outside [0, 1]
         main(["evaluate", "--model_dir", str(tiny_model), "--decoding", "joint", "--joint_ctc_weight", "2"])
     assert exit_info.value.code == 2 and "must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_several_splits_give_a_file_each_and_one_table(tiny_model, tiny_corpus, tmp_path, capsys):
+    """``--split 'test*'`` scores test and test_shifted one by one (the same hypotheses as alone) and tabulates
+    them; a pattern that matches nothing is refused before the model loads."""
+    manifest = tiny_corpus / "manifest.csv"
+    capsys.readouterr()
+    assert _evaluate(tiny_model, manifest, tmp_path / "res.txt", "--split", "test*") == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.rindex("\ndecoding:") + 1:]
+    rows = [line.split()[0] for line in table.splitlines()[2:] if line.strip() and not line.startswith("wrote")]
+    assert rows == ["test", "test_shifted"]
+    assert _evaluate(tiny_model, manifest, tmp_path / "alone.txt", "--split", "test_shifted") == 0
+    assert _rows(tmp_path / "res_test_shifted.txt") == _rows(tmp_path / "alone.txt")
+    assert json.loads((tmp_path / "res_test.json").read_text())["split"] == "test"
+    assert _evaluate(tiny_model, manifest, tmp_path / "x.txt", "--split", "nope*") != 0
+    assert "no split matches 'nope*'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import logging
 from dataclasses import dataclass, field
@@ -98,3 +99,37 @@ def write_results(result: EvaluationResult, output_file: str | Path) -> list[Pat
         writer.writerow(["id", "sign_language", "reference", "hypothesis"])
         writer.writerows(zip(result.ids, result.sign_languages, result.references, result.hypotheses))
     return [output, json_path, csv_path]
+
+
+def expand_splits(manifest: str | Path, spec: str) -> list[str | None]:
+    """``--split``'s value as split names: ``all`` (every row, as one), or comma-separated names and shell
+    patterns (``test*``) matched against the manifest's splits, in the manifest's order."""
+    if spec == "all":
+        return [None]
+    present = list(dict.fromkeys(e.split for e in read_manifest(manifest) if e.split))
+    chosen: list[str | None] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        matches = [s for s in present if fnmatch.fnmatchcase(s, part)] if any(c in part for c in "*?[") else [part]
+        if not matches:
+            raise SignT5Error(f"{manifest}: no split matches {part!r}; it has {', '.join(present) or 'none'}")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def splits_table(results: list[EvaluationResult]) -> str:
+    """One row per split (CER and WER lower is better), so stress splits read side by side with test."""
+    header = f"{'split':<18} {'n':>5} {'cer':>7} {'wer':>7} {'bleu4':>7} {'chrf':>7} {'exact':>7} {'samples/s':>10}"
+    lines = [f"decoding: {results[0].decoding}{results[0]._weight()}, beams: {results[0].num_beams}; "
+             "scores in percent", header]
+    for r in results:
+        m = r.report.overall
+        lines.append(f"{r.split or 'all':<18} {len(r.ids):>5} {m['cer']:>7.2f} {m['wer']:>7.2f} {m['bleu4']:>7.2f} "
+                     f"{m['chrf']:>7.2f} {m['exact_match']:>7.2f} {r.samples_per_second:>10.1f}")
+    return "\n".join(lines)
+
+
+def split_output_file(output_file: str | Path, split: str | None, several: bool) -> Path:
+    """Where one split's results go: ``output_file`` itself, or with several splits ``<stem>_<split>.txt``."""
+    output = Path(output_file)
+    return output.with_name(f"{output.stem}_{split}{output.suffix or '.txt'}") if several else output
+

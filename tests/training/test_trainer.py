@@ -141,3 +141,30 @@ def test_stage_two_learns_one_ctc_class_per_letter_of_each_sign_language(tiny_mo
     train = read_manifest(tiny_corpus / "manifest.csv", "train")
     expected = sorted({f"{e.sign_language}:{letter}" for e in train for letter in e.gloss.split()})
     assert config["ctc_units"] == expected and config["target"] == "gloss"
+
+
+def test_grad_accum_reports_the_same_throughput(tiny_corpus, tiny_pose_config, tmp_path, monkeypatch):
+    """Samples/s counts every micro-batch's samples and time alike: with each forward taking one (fake) second,
+    the report is the micro-batch size per second whatever --grad_accum is (it was k times too high)."""
+    import types
+
+    import signt5.training.trainer as trainer
+
+    clock = [0.0]
+    real_loss = trainer.training_loss
+
+    def one_second_loss(*args, **kwargs):
+        clock[0] += 1.0
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(trainer, "training_loss", one_second_loss)
+    rates = {}
+    for accum in (1, 4):
+        out = tmp_path / f"accum{accum}"
+        args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2", "--batch_size", "2",
+                               "--grad_accum", str(accum))
+        assert main(["train", *args]) == 0
+        summary = json.loads((out / "train_summary.json").read_text())
+        rates[accum] = summary["train_samples_per_second"]
+    assert rates[1] == pytest.approx(2.0, rel=0.2) and rates[4] == pytest.approx(2.0, rel=0.2)

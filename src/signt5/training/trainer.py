@@ -282,10 +282,10 @@ class _Run:
             state.batches_done += 1
             sync = micro % config.grad_accum == 0 or state.batches_done == len(self.sampler)
             loss = self._backward(batch, sync)
-            if loss is None:
-                continue
-            last_loss = loss
-            if not sync or not self._optimizer_step(batch, t0, last_loss):
+            last_loss = last_loss if loss is None else loss
+            stepped = loss is not None and sync and self._optimizer_step(batch, loss)
+            self.step_seconds += time.perf_counter() - t0  # every micro-batch's time, as its samples count
+            if not stepped:
                 continue
             if config.save_every_steps and state.global_step % config.save_every_steps == 0:
                 self.save(self.last_dir, with_state=True)
@@ -324,7 +324,7 @@ class _Run:
         self.samples_seen += len(batch["ids"]) * env.world_size
         return float(loss.item())
 
-    def _optimizer_step(self, batch: dict, t0: float, loss: float) -> bool:
+    def _optimizer_step(self, batch: dict, loss: float) -> bool:
         """Clip, step, schedule and log; False when the gradients were not finite (step skipped)."""
         state = self.state
         if not faults.clip_or_skip(self.model, self.optimizer, state, self.config, batch["ids"]):
@@ -334,7 +334,6 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         state.global_step += 1
         state.nonfinite_in_a_row = 0
-        self.step_seconds += time.perf_counter() - t0
         lr = self.scheduler.get_last_lr()[0]
         if self.progress is not None:
             self.progress.update(1)

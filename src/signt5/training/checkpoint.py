@@ -14,6 +14,8 @@ import os
 import pickle
 import random
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,3 +100,56 @@ def load_training_state(folder: Path) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class RunLock:
+    """Holds ``<run folder>/.lock`` (pid, host) while a run writes there, so two runs cannot interleave their
+    logs and checkpoints; a lock whose process is gone (a killed run) is taken over."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / ".lock"
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = json.dumps({**self.owner, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            other = self._holder()
+            if other is not None and self._alive(other):
+                raise SignT5Error(
+                    f"{self.path.parent} is in use by another run (pid {other.get('pid')} on {other.get('host')}, "
+                    f"started {other.get('started', '?')}): wait for it, or give another --output_dir "
+                    f"(if that run is gone, delete {self.path})") from None
+            logger.warning("%s: taking over the lock of a run that is gone (%s)", self.path.parent, other)
+            tmp = self.path.with_name(f".lock.{os.getpid()}")
+            tmp.write_text(record)
+            os.replace(tmp, self.path)
+            return self
+        with os.fdopen(fd, "w") as f:
+            f.write(record)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if (self._holder() or {}).get("pid") == self.owner["pid"]:
+            self.path.unlink(missing_ok=True)
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None  # unreadable: a lock cut short by a crash, taken over
+
+    def _alive(self, other: dict) -> bool:
+        """Whether the lock's process still runs; one on another host cannot be checked, so it counts as alive."""
+        if other.get("host") != self.owner["host"]:
+            return True
+        try:
+            os.kill(int(other["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, TypeError, ValueError):
+            return isinstance(other.get("pid"), int)
+        return True
+

@@ -12,6 +12,10 @@ from signt5.data.dataset import DataConfig
 from signt5.models.modeling import DECODER_MEMORIES, GUIDES, POSITIONS
 
 STAGES = ("pretrain", "finetune")
+# settings a --resume may change: how long and how often, not what a step sees or what the model is
+RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "epochs", "max_steps", "stop_after_steps", "patience",
+                               "eval_every_epochs", "save_every_steps", "log_every_steps", "num_workers",
+                               "max_eval_samples", "eval_batch_size", "num_beams", "max_nonfinite_steps"})
 
 
 @dataclass
@@ -35,6 +39,7 @@ class TrainConfig:
     positions: str = "ctc"  # stage 2: decoder positions: ctc (counted in CTC emissions and letters written) | both_ends | sinusoidal | none
     guided_attention_weight: float = 2.0  # stage 2: weight of the prior on cross-attention (0: off)
     guided_attention: str = "ctc"  # stage 2: the prior: ctc (each token's CTC-aligned frames) | diagonal
+    memory_spelling: bool = False  # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to its memory (measured: no gain)
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
@@ -78,6 +83,13 @@ class TrainConfig:
             self.data = DataConfig.from_dict(self.data)
         if isinstance(self.augment, Mapping):
             self.augment = AugmentConfig.from_dict(self.augment)
+
+    def resume_differences(self, saved: "TrainConfig") -> list[str]:
+        """What differs from the resumed run's config ("field: saved -> new"), outside ``RESUMABLE_CHANGES``:
+        the batch, seed, data, augmentation or model settings, which would skip or repeat samples or be ignored."""
+        mine, theirs = self.to_dict(), saved.to_dict()
+        return [f"{k}: {theirs.get(k)!r} -> {v!r}" for k, v in mine.items()
+                if k not in RESUMABLE_CHANGES and theirs.get(k) != v]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

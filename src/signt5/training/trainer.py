@@ -132,14 +132,16 @@ def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run a stage to the end (epochs, max_steps or early stopping); returns the final summary."""
-    run = _Run(config, init_distributed())
-    try:
-        stopped = None
-        while stopped is None and run.more_to_do():
-            stopped = run.epoch()
-        return run.finish(stopped)
-    finally:
-        run.close()
+    env = init_distributed()
+    with ckpt.RunLock(config.output_dir) if env.main else nullcontext():  # rank 0 holds it for all
+        run = _Run(config, env)
+        try:
+            stopped = None
+            while stopped is None and run.more_to_do():
+                stopped = run.epoch()
+            return run.finish(stopped)
+        finally:
+            run.close()
 
 
 def _prepare_data(config: TrainConfig, env: Distributed):
@@ -186,6 +188,12 @@ class _Run:
         resume_from = ckpt.find_checkpoint(self.last_dir) if config.resume else None
         if config.resume and resume_from is None:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", self.last_dir)
+        if resume_from is not None and (resume_from / "train_config.json").is_file():
+            changed = config.resume_differences(TrainConfig.load(resume_from / "train_config.json"))
+            if changed:
+                raise TrainingError(f"--resume {self.out}: these settings differ from the run being resumed, and "
+                                    f"exact resumption needs them unchanged: {'; '.join(changed)}. Put them back, "
+                                    f"or start a new run in another --output_dir")
         if env.main:
             faults.ensure_writable(self.out)
             if resume_from is None:

@@ -174,6 +174,29 @@ def test_npy_and_npz(tmp_path):
     assert set(many) == {"a", "b"} and many["b"].num_frames == 3
 
 
+def test_npz_bombs_fail_before_they_unpack(tmp_path, monkeypatch):
+    """An archive over the size limit, and a member whose header claims more data than it holds (numpy would
+    allocate the claimed shape first), are refused naming the file; a small honest archive still reads."""
+    import zipfile
+
+    import signt5.data.readers as readers
+
+    zeros = np.zeros((400, 553, 3), np.float32)  # 2.6 MB unpacked, a few KB deflated
+    np.savez_compressed(tmp_path / "bomb.npz", keypoints=zeros)
+    monkeypatch.setattr(readers, "MAX_ARCHIVE_BYTES", 2**20)
+    with pytest.raises(PoseDataError, match="bomb.npz.*unpacks to .* over the"):
+        read_numpy(tmp_path / "bomb.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**9, 553, 3)})
+    with zipfile.ZipFile(tmp_path / "liar.npz", "w") as archive:
+        archive.writestr("keypoints.npy", header.getvalue() + b"\0" * 64)  # magic and header, then 64 bytes
+    with pytest.raises(PoseDataError, match="liar.npz.*claims .* bytes of array data but holds"):
+        read_numpy(tmp_path / "liar.npz")
+    np.savez(tmp_path / "fine.npz", keypoints=zeros[:20] + 1)
+    assert read_numpy(tmp_path / "fine.npz")["fine"].num_frames == 20
+
+
 @pytest.mark.parametrize("array, message", [
     (np.zeros((0, 137, 2), np.float32), "zero frames"),
     (np.full((3, 137, 2), np.nan, np.float32), "no valid keypoint"),

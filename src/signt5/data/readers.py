@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
 POSE_SUFFIXES = (".pose",)
 ARRAY_SUFFIXES = (".npy", ".npz")
+MAX_ARCHIVE_BYTES = 4 * 2**30  # what one .npz may unpack to: 100,000 frames x 586 points x 3 float32 is 0.7 GB
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 # The only globals a data pickle may name: numpy's array/scalar reconstruction and plain containers.
@@ -225,6 +226,31 @@ def read_pickle_keys(path: str | Path) -> Mapping[str, Any]:
     return {str(k): v for k, v in content.items()}
 
 
+def check_archive_sizes(path: Path, limit: int | None = None) -> None:
+    """Refuse an ``.npz`` that would unpack past ``limit`` bytes, or whose arrays claim more data than their
+    members hold (numpy allocates the claimed shape first): a zip bomb fails before it unpacks."""
+    limit = MAX_ARCHIVE_BYTES if limit is None else limit
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        total = sum(info.file_size for info in members)
+        if total > limit:
+            raise PoseDataError(f"the archive unpacks to {total / 2**30:.1f} GiB, over the {limit / 2**30:.1f} GiB "
+                                f"limit for one file (a zip bomb, or split it into several files)", source=str(path))
+        for info in members:
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = header(member)
+                except ValueError:
+                    continue  # not an array member; np.load names the problem
+            claimed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if claimed > info.file_size:
+                raise PoseDataError(f"member {info.filename!r} claims {claimed} bytes of array data but holds "
+                                    f"{info.file_size}", source=str(path))
+
+
 def read_numpy(path: str | Path, **kwargs) -> dict[str, PoseSample]:
     """``.npy`` holds one sample; ``.npz`` holds one (``keypoints`` + ``confidence``/``fps``) or many by name."""
     path = Path(path)
@@ -238,6 +264,8 @@ def read_numpy(path: str | Path, **kwargs) -> dict[str, PoseSample]:
         raise PoseDataError("not a numpy file: it starts with neither the .npy nor the .npz (zip) signature",
                             source=source)
     try:
+        if magic.startswith(b"PK"):
+            check_archive_sizes(path)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             arrays = None

@@ -102,15 +102,18 @@ def test_resume_matches_unbroken_run(tiny_corpus, tiny_pose_config, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
-def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path):
+@pytest.mark.parametrize("command, stage", [("train", "finetune"), ("pretrain", "pretrain")])
+def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path, command, stage):
+    """Both stages under torchrun; stage 1 gathers its negatives across the ranks while training, and its dev
+    evaluation on rank 0 alone must not wait for the other rank."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "signt5.cli", "train", *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]
+           "signt5.cli", command, *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr
-    assert result.stdout.count("finetune: ") == 1  # only rank 0 reports
+    assert result.stdout.count(f"{stage}: ") == 1  # only rank 0 reports
     assert (out / "checkpoint-last" / "config.json").exists()
     assert not list(out.glob("*.tmp"))
     summary = json.loads((out / "train_summary.json").read_text())

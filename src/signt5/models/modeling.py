@@ -27,7 +27,9 @@ from signt5.data.layout import KeypointLayout, layout_by_name
 from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, emission_positions,
                         guided_attention_loss, memory_positions, sinusoidal_positions, unit_positions)
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
+from .peer import FlatPoseEncoder
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
+from .spelling import MemorySpelling
 from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class SignT5Config(PreTrainedConfig):
     guided_attention_weight: float = 0.0  # training: weight of the prior on cross-attention (0: off)
     guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
     decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
+    memory_spelling: bool = False  # add the CTC posteriors' spelling, in the decoder's token embeddings, to its memory
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
 
@@ -94,6 +97,8 @@ class SignT5Config(PreTrainedConfig):
             raise ValueError(f"guided_attention must be one of {', '.join(GUIDES)}, got {self.guided_attention!r}")
         if self.decoder_memory not in DECODER_MEMORIES:
             raise ValueError(f"decoder_memory must be one of {', '.join(DECODER_MEMORIES)}, got {self.decoder_memory!r}")
+        if self.memory_spelling and (self.ctc_weight <= 0 or self.decoder_memory != "frames"):
+            raise ValueError("memory_spelling needs a CTC head (ctc_weight > 0) and decoder_memory 'frames'")
         if self.data is None:
             self.data = DataConfig().to_dict()
         pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})
@@ -168,7 +173,8 @@ class SignT5Encoder(nn.Module):
     def __init__(self, config: SignT5Config):
         super().__init__()
         pose_config = config.pose_encoder_config
-        self.pose_encoder = PoseEncoder(pose_config)
+        encoder_class = FlatPoseEncoder if pose_config.architecture == "youtube_asl" else PoseEncoder
+        self.pose_encoder = encoder_class(pose_config)  # youtube_asl: the peer recipe (peer.py)
         n_languages = len(config.sign_languages)
         self.language_embedding = (nn.Embedding(n_languages + 1, pose_config.d_model, padding_idx=0)
                                    if n_languages else None)
@@ -227,6 +233,8 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         ctc_classes = len(config.ctc_units) + 1 if config.ctc_units else config.text_config.vocab_size
         self.ctc_head = (keep_torch_init(nn.Linear(config.text_config.d_model, ctc_classes))
                          if config.ctc_weight > 0 else None)
+        self.memory_spelling = (MemorySpelling(config.ctc_units, ctc_classes, config.text_config.d_model)
+                                if config.memory_spelling else None)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> SignT5Encoder:
@@ -276,8 +284,9 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if reused is not None and reused.shape != memory.shape:
             reused = None
         ctc_log_probs = None  # (B, T', C): for the CTC loss, the CTC prior and positions counted in emissions
+        reads_ctc = self.config.positions == "ctc" or self.memory_spelling is not None
         if self.ctc_head is not None and encoder_mask is not None and (
-                labels is not None or (self.config.positions == "ctc" and frames_memory and reused is None)):
+                labels is not None or (reads_ctc and frames_memory and reused is None)):
             ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)
         alignment = None  # training: the CTC forced alignment of the labels, and each token's unit
         if labels is not None and ctc_log_probs is not None and frames_memory and (
@@ -287,15 +296,15 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if scale != 1.0 and torch.is_grad_enabled():
             memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
-        if self.config.positions != "none":
+        if self.config.positions != "none" or self.memory_spelling is not None:
             past = cache.get_seq_length() if cache is not None else 0
             shift = None  # unit counts start at a random offset in training, mid-range otherwise (see COUNT_SHIFT)
             if self.config.positions == "ctc":
                 shift = (torch.randint(0, COUNT_SHIFT + 1, (embeds.shape[0], 1), device=embeds.device)
                          if self.training and labels is not None
                          else torch.full((embeds.shape[0], 1), COUNT_SHIFT // 2, device=embeds.device))
-            table = reused if reused is not None else self.position_table(memory, memory_mask, ctc_log_probs,
-                                                                           alignment, shift).expand_as(memory)
+            table = reused if reused is not None else self.memory_additions(memory, memory_mask, ctc_log_probs,
+                                                                             alignment, shift)
             if reusable:
                 encoder_outputs.memory_positions = table
             memory = memory + table
@@ -305,7 +314,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                     counts = self.decoder_unit_counts(decoder_input_ids)
                 embeds = embeds + unit_positions(counts if shift is None else counts + shift, past,
                                                  embeds.shape[2], embeds.dtype)
-            else:
+            elif self.config.positions != "none":
                 embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device,
                                                        embeds.dtype)
         with eager_attention(self.decoder.config, guided):  # sdpa gives no attention weights
@@ -424,6 +433,17 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         if self.config.positions in ("both_ends", "ctc") and mask is not None:
             return memory_positions(mask, width, memory.dtype)
         return sinusoidal_positions(memory.shape[1], width, 0, memory.device, memory.dtype)
+
+    def memory_additions(self, memory: torch.Tensor, mask: torch.Tensor | None, ctc_log_probs: torch.Tensor | None,
+                         alignment: Sequence[tuple[list[int] | None, Any]] | None = None,
+                         shift: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S, D) added to the memory: its positions and, with ``memory_spelling``, the CTC reading's
+        spelling. Both depend on the memory alone, so generate() computes them once."""
+        table = (self.position_table(memory, mask, ctc_log_probs, alignment, shift).expand_as(memory)
+                 if self.config.positions != "none" else torch.zeros_like(memory))
+        if self.memory_spelling is not None and ctc_log_probs is not None:
+            table = table + self.memory_spelling(ctc_log_probs, self.decoder.embed_tokens).to(memory.dtype)
+        return table
 
     def attention_prior_loss(self, cross_attentions: Sequence[torch.Tensor], labels: torch.Tensor,
                              memory_mask: torch.Tensor,

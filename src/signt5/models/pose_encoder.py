@@ -33,6 +33,7 @@ _PART_OF_COMPONENT = {
 }  # any other component (body, world landmarks) counts as body
 FACE_POOLING = ("mean", "subset", "none")
 DOWNSAMPLE = ("conv", "pool", "none")
+ARCHITECTURES = ("gcn_rope", "youtube_asl")  # ours | the peer: flattened points -> linear -> UMT5 encoder (peer.py)
 
 
 @dataclass
@@ -55,13 +56,17 @@ class PoseEncoderConfig:
     rope_base: float = 10000.0
     part_local: bool = True  # also feed each point relative to its part (hand, face, body), scale-free
     norm_eps: float = 1e-6
+    architecture: str = "gcn_rope"  # gcn_rope: PoseEncoder | youtube_asl: FlatPoseEncoder (peer.py; no GCN fields)
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.face_pooling not in FACE_POOLING:
             raise ValueError(f"face_pooling must be one of {FACE_POOLING}, got {self.face_pooling!r}")
         if self.downsample not in DOWNSAMPLE:
             raise ValueError(f"downsample must be one of {DOWNSAMPLE}, got {self.downsample!r}")
-        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+        rope = self.architecture == "gcn_rope"  # RoPE rotates pairs: even head size
+        if self.d_model % self.n_heads or (rope and (self.d_model // self.n_heads) % 2):
             raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
@@ -74,7 +79,7 @@ class PoseEncoderConfig:
 
     @property
     def time_stride(self) -> int:
-        return 1 if self.downsample == "none" else self.stride
+        return 1 if self.downsample == "none" or self.architecture == "youtube_asl" else self.stride
 
     def with_layout(self, layout: KeypointLayout) -> "PoseEncoderConfig":
         return replace(self, layout=layout.to_dict())

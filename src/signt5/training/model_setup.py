@@ -73,6 +73,7 @@ def build_model(config: TrainConfig, sign_languages: Sequence[str],
     extra = ({"ctc_weight": config.ctc_weight, "decoder_memory": config.decoder_memory,
               "guided_attention_weight": config.guided_attention_weight, "positions": config.positions,
               "guided_attention": config.guided_attention,
+              "memory_spelling": config.memory_spelling and config.ctc_weight > 0 and config.decoder_memory == "frames",
               "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder}
              if config.stage == "finetune" else {})
     if (config.stage == "finetune" and config.ctc_classes == "letters" and ctc_units and languages

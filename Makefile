@@ -7,9 +7,10 @@ DATA_DIR ?= data/fingerspelling
 
 .PHONY: install demo test test-all bench clean
 
+# dev: the test tools; video: pose extraction from video (mediapipe 0.10.21, so numpy < 2) and MP4 export
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,video]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -9,12 +9,14 @@ def test_build_and_summarise(tmp_path, capsys):
     out = tmp_path / "fs"
     assert main(["build-fingerspelling", "--output_dir", str(out), "--sign_languages", "ase", "ukl",
                  "--train_words", "3", "--dev_words", "1", "--test_words", "1", "--test_shifted_words", "1",
-                 "--formats", "pose"]) == 0
-    assert "built 12 samples" in capsys.readouterr().out
+                 "--test_slow_words", "1", "--test_fast_words", "1", "--test_flicker_words", "1",
+                 "--test_left_handed_words", "0", "--formats", "pose"]) == 0
+    assert "built 18 samples" in capsys.readouterr().out
     assert not (out / "data.pkl").exists()
     assert main(["data-summary", "--manifest", str(out / "manifest.csv")]) == 0
     text = capsys.readouterr().out
-    assert "samples: 12" in text and "sign languages: 2" in text and "unreadable samples: 0" in text
+    assert "samples: 18" in text and "sign languages: 2" in text and "unreadable samples: 0" in text
+    assert "test_fast 2" in text and "test_left_handed" not in text
 
 
 def test_summary_lists_broken_samples(tmp_path, capsys, real_clip_path):

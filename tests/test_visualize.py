@@ -15,10 +15,12 @@ import pytest
 
 from signt5.data.errors import PoseDataError
 from signt5.data.readers import write_pose_file
-from signt5.visualize import (BACKGROUND, VisualizationError, animation_frames, component_group, load_sample,
-                              output_format, render, render_animation, render_frame, render_grid_png, render_html)
+from signt5.visualize import (BACKGROUND, VisualizationError, _video_frames, animation_frames, component_group,
+                              load_sample, output_format, render, render_animation, render_frame, render_grid_png,
+                              render_html)
 
 from .conftest import make_sample
+from .video_clips import astronaut_frames, write_video
 
 Image = pytest.importorskip("PIL.Image")
 CHROMIUM = os.environ.get("SIGNT5_CHROMIUM", "/usr/bin/chromium")
@@ -266,3 +268,30 @@ def test_player_in_headless_chromium(browser, real_clip_path, tmp_path):
     page.close()
     assert errors == [] and foreign == []
 
+
+
+def test_long_videos_are_thinned_to_keep_the_page_small(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", astronaut_frames(30))
+    frames = _video_frames(video, num_frames=30, width=160, max_frames=10)
+    assert frames["stride"] == 3 and len(frames["frames"]) == 10
+    first = Image.open(io.BytesIO(base64.b64decode(frames["frames"][0].split(",", 1)[1])))
+    assert first.format == "JPEG" and first.size == (160, 120)
+
+
+def test_player_draws_the_video_under_the_skeleton(browser, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", astronaut_frames(12))
+    out = render_html(make_sample("holistic_576", frames=12), tmp_path / "player.html", video=video)
+    page = browser.new_page(viewport={"width": 800, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(out.resolve().as_uri())
+    page.wait_for_function("document.getElementById('pose-canvas').dataset.frame === '0'")
+    page.wait_for_timeout(300)  # the frames' images decode asynchronously, then redraw
+    with_video = canvas_image(page)
+    page.get_by_label("Video").uncheck()
+    without_video = canvas_image(page)
+    area = np.asarray(with_video).shape[0] * np.asarray(with_video).shape[1]
+    assert drawn_pixels(with_video) > 0.8 * area, "the video frame fills the canvas"
+    assert 0 < drawn_pixels(without_video) < 0.5 * area, "the skeleton alone covers much less"
+    page.close()
+    assert errors == []

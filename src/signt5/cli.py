@@ -25,6 +25,9 @@ def _add_build_fingerspelling(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev_words", type=int, default=10)
     p.add_argument("--test_words", type=int, default=10)
     p.add_argument("--test_shifted_words", type=int, default=10)
+    for split, what in (("test_slow", "about 1 letter/s"), ("test_fast", "about 6 letters/s"),
+                        ("test_flicker", "hands lost for 1-3 frames"), ("test_left_handed", "the signer mirrored")):
+        p.add_argument(f"--{split}_words", type=int, default=10, help=f"stress split, {what} (0: leave it out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--multi_word_share", type=float, default=0.25,
                    help="share of each split spelled as multi-word names (first + last name, place names)")
@@ -39,6 +42,8 @@ def _run_build_fingerspelling(args: argparse.Namespace) -> int:
     config = CorpusConfig(
         output_dir=args.output_dir, sign_languages=args.sign_languages, train_words=args.train_words,
         dev_words=args.dev_words, test_words=args.test_words, test_shifted_words=args.test_shifted_words,
+        test_slow_words=args.test_slow_words, test_fast_words=args.test_fast_words,
+        test_flicker_words=args.test_flicker_words, test_left_handed_words=args.test_left_handed_words,
         seed=args.seed, multi_word_share=args.multi_word_share, layout=args.layout, formats=args.formats,
     )
     entries = build_corpus(config)
@@ -66,7 +71,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model_dir", default="output/sign_language_model", help="run folder or checkpoint folder")
     p.add_argument("--data_dir", default=None, help="folder holding manifest.csv")
     p.add_argument("--manifest", default=None, help="manifest CSV/JSONL (default: data/fingerspelling/manifest.csv)")
-    p.add_argument("--split", default="test", help="split to score ('all' for every row)")
+    p.add_argument("--split", default="test",
+                   help="split to score; several as a comma-separated list or shell patterns ('test*'), scored "
+                        "one by one with a table of all; 'all' scores every row as one")
     p.add_argument("--target", choices=["gloss", "text"], default=None, help="default: what the model learned")
     p.add_argument("--output_file", default="evaluation_results.txt")
     p.add_argument("--batch_size", type=int, default=8)
@@ -109,18 +116,24 @@ def _add_data_overrides(p: argparse.ArgumentParser) -> None:
                    help="a sample longer than max_frames: 'crop' keeps its centre; 'window' decodes consecutive "
                         "windows of max_frames frames and joins their texts with a space (default: the "
                         "checkpoint's data.long_samples, usually crop); both warn")
+    p.add_argument("--handedness", choices=["right", "keep"], default=None,
+                   help="'right' mirrors left-handed signing into the right-handed frame, 'keep' leaves it "
+                        "(default: the checkpoint's data.handedness)")
+    p.add_argument("--fill_hand_gaps", type=_frames, default=None,
+                   help="fill a hand missing for at most this many frames (0: off; default: the checkpoint's)")
 
 
 def _load_predictor(args: argparse.Namespace):
-    """The model of ``--model_dir`` with ``--max_frames``/``--long_samples`` applied to its data config."""
+    """The model of ``--model_dir`` with the data overrides (``--max_frames``, ``--handedness``...) applied."""
     from .inference import Predictor
 
     predictor = Predictor.load(args.model_dir)
     changes: dict = {}
     if args.max_frames is not None:
         changes["max_frames"] = args.max_frames or None
-    if args.long_samples is not None:
-        changes["long_samples"] = args.long_samples
+    for name in ("long_samples", "handedness", "fill_hand_gaps"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     if changes:
         predictor.override_data(**changes)
     return predictor
@@ -133,27 +146,39 @@ def _manifest_arg(args: argparse.Namespace) -> str:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.evaluate import evaluate_model, write_results
+    from .evaluation.evaluate import evaluate_model, expand_splits, split_output_file, splits_table, write_results
 
-    split = None if args.split == "all" else args.split
-    result = evaluate_model(args.model_dir, _manifest_arg(args), split, args.target, args.batch_size,
-                            args.num_beams, args.max_samples, predictor=_load_predictor(args), decoding=args.decoding,
-                            ctc_weight=args.joint_ctc_weight)
-    paths = write_results(result, args.output_file)
-    print(result.to_text())
-    print("\nwrote " + ", ".join(map(str, paths)))
+    manifest = _manifest_arg(args)
+    splits = expand_splits(manifest, args.split)  # a wrong split name fails before the model loads
+    predictor = _load_predictor(args)
+    results, paths = [], []
+    for split in splits:
+        result = evaluate_model(args.model_dir, manifest, split, args.target, args.batch_size, args.num_beams,
+                                args.max_samples, predictor=predictor, decoding=args.decoding,
+                                ctc_weight=args.joint_ctc_weight)
+        paths += write_results(result, split_output_file(args.output_file, split, len(splits) > 1))
+        results.append(result)
+        print(result.to_text() + "\n")
+    if len(results) > 1:
+        print(splits_table(results) + "\n")
+    print("wrote " + ", ".join(map(str, paths)))
     return 0
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("infer", help="translate one sample, every sample of a file, or a folder of .pose files")
+    p = sub.add_parser("infer", help="translate one sample, every sample of a file, a video, or a folder of .pose "
+                                     "files or videos")
     p.add_argument("--model_dir", default="output/sign_language_model", help="run folder or checkpoint folder")
-    p.add_argument("--input_file", required=True, help=".pose, data.pkl, .npz/.npy, or a folder")
+    p.add_argument("--input_file", required=True, help=".pose, data.pkl, .npz/.npy, a video, or a folder")
     p.add_argument("--sample_id", default=None, help="one sample of a data.pkl/.npz")
     p.add_argument("--sign_language", default=None, help="ISO 639-3 code, e.g. ase (default: the sample's own)")
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
+    p.add_argument("--save_pose", default=None, metavar="DIR",
+                   help="keep the videos' .pose files (and a manifest) in this folder")
+    p.add_argument("--workers", type=_workers, default=1, help="processes estimating poses of a folder of videos")
+    _add_holistic_model(p)
     _add_decoding(p)
     _add_data_overrides(p)
     p.set_defaults(func=_run_infer)
@@ -163,10 +188,12 @@ def _run_infer(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from .inference import collect_samples, predict_files
+    from .inference import collect_inputs, predict_files
 
     start = time.perf_counter()
-    samples = collect_samples(args.input_file, args.sample_id)  # a wrong path or id fails before the model loads
+    # a wrong path or id fails before the model loads; videos go through pose estimation first
+    samples, failed = collect_inputs(args.input_file, args.sample_id, args.save_pose, args.workers,
+                                     args.holistic_model)
     read = time.perf_counter() - start
     start = time.perf_counter()
     predictor = _load_predictor(args)
@@ -182,12 +209,16 @@ def _run_infer(args: argparse.Namespace) -> int:
             print(f"{p.sample_id}\t{p.text}" if len(predictions) > 1 else p.text)
     logger.info("model loaded in %.2f s; %d sample(s) read in %.2f s, predicted in %.2f s", loaded,
                 len(predictions), read, timing["predict_seconds"])
+    if failed:
+        print(f"{len(failed)} video(s) failed:\n  " + "\n  ".join(failed.values()), file=sys.stderr)
+        return 2
     return 0
 
 
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("visualize", help="HTML player, PNG grid, GIF or MP4 of one pose sample")
-    p.add_argument("--input_file", required=True, help=".pose, data.pkl or .npz")
+    p = sub.add_parser("visualize", help="HTML player, PNG grid, GIF or MP4 of one pose sample or video")
+    p.add_argument("--input_file", required=True,
+                   help=".pose, data.pkl, .npz, or a video (its poses are estimated; the player shows its frames)")
     p.add_argument("--sample_id", default=None, help="sample of a data.pkl/.npz (needed when it holds several)")
     p.add_argument("--output", default=None, help="output path (default: <sample_id>.<format>)")
     p.add_argument("--format", choices=["html", "png", "gif", "mp4"], default=None,
@@ -197,17 +228,23 @@ def _add_visualize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit", choices=["auto", "points", "frame"], default="auto")
     p.add_argument("--fps", type=float, default=None, help="GIF/MP4 frame rate (default: the clip's)")
     p.add_argument("--hide", nargs="*", default=[], choices=["face", "body", "left_hand", "right_hand", "other"])
+    _add_holistic_model(p)
     p.set_defaults(func=_run_visualize)
 
 
 def _run_visualize(args: argparse.Namespace) -> int:
+    from .data.video import is_video, video_samples
     from .visualize import load_sample, output_format, render
 
-    sample = load_sample(args.input_file, args.sample_id)
+    video = args.input_file if is_video(args.input_file) else None
+    if video:
+        sample = video_samples(video, holistic_model=args.holistic_model)[0][0]
+    else:
+        sample = load_sample(args.input_file, args.sample_id)
     fmt = args.format or (output_format(args.output) if args.output else "html")
     prediction = _predict_for_visualize(args.model_dir, sample) if args.model_dir else None
     out = render(sample, args.output or f"{sample.sample_id}.{fmt}", fmt, label=args.label, prediction=prediction,
-                 fit=args.fit, fps=args.fps, hide=args.hide)
+                 fit=args.fit, fps=args.fps, hide=args.hide, video=video)
     print(out)
     return 0
 
@@ -216,6 +253,39 @@ def _predict_for_visualize(model_dir: str, sample) -> str:
     from .inference import Predictor
 
     return Predictor.load(model_dir).predict_samples([sample])[0]
+
+
+def _workers(value: str) -> int:
+    workers = int(value)
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {workers}")
+    return workers
+
+
+def _add_holistic_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--holistic_model", default=None, metavar="FILE",
+                   help="a MediaPipe HolisticLandmarker .task file, run with the Tasks API (needed with mediapipe "
+                        ">= 0.10.30); default: the Holistic models inside mediapipe 0.10.21")
+
+
+def _add_pose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pose", help="MediaPipe Holistic poses of a video or a folder of videos: .pose files + manifest")
+    p.add_argument("input", help="a video file, or a folder of videos (subfolders included)")
+    p.add_argument("--output_dir", required=True, help="where the .pose files and manifest.csv go")
+    p.add_argument("--workers", type=_workers, default=1, help="parallel processes, each about one CPU core")
+    p.add_argument("--overwrite", action="store_true", help="redo videos whose .pose file exists (default: skip)")
+    p.add_argument("--sign_language", default="", help="ISO 639-3 code for the manifest's new rows, e.g. ase")
+    _add_holistic_model(p)
+    p.set_defaults(func=_run_pose)
+
+
+def _run_pose(args: argparse.Namespace) -> int:
+    from .data.video import extract_videos
+
+    summary = extract_videos(args.input, args.output_dir, args.workers, args.holistic_model, args.overwrite,
+                             sign_language=args.sign_language)
+    print(summary.to_text())
+    return 2 if summary.failed else 0
 
 
 def _add_download(sub: argparse._SubParsersAction) -> None:
@@ -277,8 +347,17 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--guided_attention", choices=["ctc", "diagonal"], default=None,
                    help="where guided attention (--guided_attention_weight) sends each target token: the frames "
                         "the CTC head aligns it to (ctc), or near the diagonal (default: %s)" % d.guided_attention)
+    p.add_argument("--memory_spelling", action=argparse.BooleanOptionalAction, default=None,
+                   help="add to the decoder's memory the CTC head's reading, spelled in the decoder's own token "
+                        "embeddings (default: %s)" % ("on" if d.memory_spelling else "off"))
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint-last")
     p.add_argument("--no_augment", action="store_true", help="switch off on-the-fly augmentation")
+    p.add_argument("--augment_speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="time-stretch range of augmentation, >1 faster (default: %s; 0.5 2.0 covers 1-6 letters/s "
+                        "on the fingerspelling corpus)" % (d.augment.speed,))
+    p.add_argument("--augment_flicker", type=float, default=None,
+                   help="chance per hand per frame that augmentation loses it for 1-3 frames (default: %s)"
+                        % d.augment.flicker)
     p.add_argument("--no_sign_language", action="store_true", help="no sign-language conditioning")
 
 
@@ -293,7 +372,7 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
-                 "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder"):
+                 "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling"):
         value = getattr(args, name)
         if value is not None:
             base[name] = value
@@ -304,6 +383,10 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
     config = TrainConfig.from_dict(base)
     if args.no_augment:
         config.augment.enabled = False
+    if args.augment_speed is not None:
+        config.augment.speed = tuple(args.augment_speed)
+    if args.augment_flicker is not None:
+        config.augment.flicker = args.augment_flicker
     return config
 
 
@@ -364,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_build_fingerspelling(sub)
     _add_data_summary(sub)
+    _add_pose(sub)
     _add_pretrain(sub)
     _add_train(sub)
     _add_evaluate(sub)

@@ -21,6 +21,7 @@ from .data.dataset import DataConfig, prepare_sample, window_slices
 from .data.errors import LayoutError, PoseDataError, SignT5Error
 from .data.readers import ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, load_sample, read_samples
 from .data.sample import PoseSample
+from .data.video import holds_videos, video_samples
 from .decoding.generate import generate_texts
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,27 @@ def collect_samples(input_file: str | Path, sample_id: str | None = None) -> lis
     if path.suffix.lower() in PICKLE_SUFFIXES + ARRAY_SUFFIXES:
         return list(read_samples(path).values())
     return [load_sample(path, sample_id)]
+
+
+def collect_inputs(input_file: str | Path, sample_id: str | None = None, save_pose: str | Path | None = None,
+                   workers: int = 1,
+                   holistic_model: str | Path | None = None) -> tuple[list[PoseSample], dict[str, str]]:
+    """The samples ``input_file`` names, a video or a folder of videos going through pose estimation first,
+    and the videos that failed (video -> message; the others still give samples).
+
+    ``save_pose`` keeps the videos' ``.pose`` files (and a manifest) in that folder.
+    """
+    if not holds_videos(input_file):
+        return collect_samples(input_file, sample_id), {}
+    if sample_id is not None:
+        raise PoseDataError("a video holds one sample: --sample_id is for data.pkl/.npz files", source=str(input_file))
+    start = time.perf_counter()
+    samples, summary = video_samples(input_file, save_pose, workers, holistic_model)
+    frames = sum(r.frames for r in summary.written)
+    seconds = time.perf_counter() - start
+    logger.info("poses of %d video(s) in %.2f s (%d frames estimated, %.1f frames/s)%s", len(samples), seconds, frames,
+                frames / max(seconds, 1e-9), f"; .pose files in {save_pose}" if save_pose else "")
+    return samples, summary.failed
 
 
 def predict_files(predictor: Predictor, input_file: str | Path, sample_id: str | None = None,

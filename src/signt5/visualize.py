@@ -8,6 +8,7 @@ Missing keypoints are never drawn, and limbs only join two present points.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -24,6 +25,7 @@ from .data.errors import PoseDataError, SignT5Error
 from .data.normalize import to_pixel_space
 from .data.readers import load_sample
 from .data.sample import PoseSample
+from .data.video import iter_video_frames
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -43,6 +45,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "left_hand": ("Left hand", "#e69f00"),
     "right_hand": ("Right hand", "#56b4e9"),
 }
+VIDEO_FRAME_WIDTH = 400  # px: the player's video frames are downscaled to this width at most
+MAX_VIDEO_FRAMES = 250  # a longer video shows every k-th frame, held until the next, to keep the page small
 _STYLE = {"face": (1.0, 1.2), "body": (3.0, 3.5), "other": (2.0, 2.5), "left_hand": (2.0, 2.6),
           "right_hand": (2.0, 2.6)}  # (line width, point radius) per 500 px of canvas
 
@@ -177,17 +181,43 @@ def _player_data(scene: _Scene, title: str, label: str | None, prediction: str |
             "groups": groups, "parts": parts}
 
 
+def _video_frames(video: str | Path, num_frames: int, width: int = VIDEO_FRAME_WIDTH,
+                  max_frames: int = MAX_VIDEO_FRAMES) -> dict:
+    """Every ``stride``-th frame of ``video`` (up to ``num_frames``) as a downscaled JPEG data URI."""
+    from PIL import Image
+
+    stride = max(1, math.ceil(num_frames / max_frames))
+    frames = []
+    for index, rgb in enumerate(iter_video_frames(video)):
+        if index >= num_frames:
+            break
+        if index % stride:
+            continue
+        image = Image.fromarray(rgb)
+        if image.width > width:
+            image = image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=70)
+        frames.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return {"stride": stride, "frames": frames}
+
+
 def render_html(sample: PoseSample, path: str | Path, label: str | None = None, prediction: str | None = None,
-                title: str | None = None, fit: Fit = "auto") -> Path:
+                title: str | None = None, fit: Fit = "auto", video: str | Path | None = None) -> Path:
     """Write a self-contained interactive player (canvas, play/pause, slider, speed, part toggles).
 
-    ``label`` defaults to the sample's own text label; ``prediction`` is shown when given.
+    ``label`` defaults to the sample's own text label; ``prediction`` is shown when given. With ``video``
+    (the sample's source video) its frames are drawn under the skeleton, and the whole frame is shown.
     """
     label = sample_label(sample) if label is None else label
     title = title or sample.sample_id or Path(sample.source or "pose").stem
-    scene = _scene(sample, fit)
-    payload = json.dumps(_player_data(scene, title, label, prediction), separators=(",", ":"), ensure_ascii=False,
-                         allow_nan=False)
+    if video is not None and not sample.resolution:
+        raise VisualizationError(f"{video}: the poses carry no frame size, so they cannot be drawn over the video")
+    scene = _scene(sample, "frame" if video is not None else fit)
+    data = _player_data(scene, title, label, prediction)
+    if video is not None:
+        data["video"] = {**_video_frames(video, sample.num_frames), "size": list(sample.resolution)}
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")  # stay inside the <script> element
     x0, y0, x1, y1 = scene.view
     template = resources.files("signt5").joinpath("templates/player.html").read_text(encoding="utf-8")
@@ -370,17 +400,18 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
 
 def render(sample: PoseSample, path: str | Path, fmt: str | None = None, label: str | None = None,
            prediction: str | None = None, fit: Fit = "auto", fps: float | None = None,
-           hide: Iterable[str] = ()) -> Path:
+           hide: Iterable[str] = (), video: str | Path | None = None) -> Path:
     """Write ``sample`` as ``fmt`` or as ``path``'s suffix names (html, png, gif, mp4).
 
-    ``prediction`` is shown by the HTML player only; ``fps`` applies to animations; ``hide``
-    (face, body, left_hand, right_hand, other) to still images and animations (the player has checkboxes).
+    ``prediction`` and ``video`` (frames under the skeleton) are shown by the HTML player only; ``fps`` applies
+    to animations; ``hide`` (face, body, left_hand, right_hand, other) to still images and animations (the
+    player has checkboxes).
     """
     fmt = output_format(path, fmt)
     if fmt == "html":
-        return render_html(sample, path, label=label, prediction=prediction, fit=fit)
-    if prediction is not None:
-        logger.info("the prediction is shown in the HTML player only")
+        return render_html(sample, path, label=label, prediction=prediction, fit=fit, video=video)
+    if prediction is not None or video is not None:
+        logger.info("the prediction and the video's frames are shown in the HTML player only")
     if fmt == "png":
         return render_grid_png(sample, path, label=label, fit=fit, hide=hide)
     if Path(path).suffix.lower() != f".{fmt}":

@@ -31,3 +31,11 @@ class ManifestError(SignT5Error, ValueError):
 
 class UnsafePickleError(PoseDataError):
     """A pickle that asks for anything beyond plain containers and numpy arrays."""
+
+
+class VideoError(PoseDataError):
+    """A video that cannot be read, or in which pose estimation finds no person."""
+
+
+class MissingDependencyError(SignT5Error, ImportError):
+    """An optional package that a command needs is not installed; the message says how to install it."""

@@ -133,6 +133,8 @@ def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run a stage to the end (epochs, max_steps or early stopping); returns the final summary."""
     env = init_distributed()
+    if env.main:
+        faults.ensure_writable(Path(config.output_dir))  # a clear error before the lock writes there
     with ckpt.RunLock(config.output_dir) if env.main else nullcontext():  # rank 0 holds it for all
         run = _Run(config, env)
         try:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from signt5.evaluation.evaluate import evaluate_model  # noqa: E402
-from signt5.inference import Predictor  # noqa: E402
+from signt5.decoding.predictor import Predictor  # noqa: E402
 
 DECODINGS = (("ctc", 1), ("attention", 1), ("attention", 4), ("joint", 1), ("joint", 4))
 

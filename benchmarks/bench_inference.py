@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from signt5.data.readers import write_pose_file  # noqa: E402
-from signt5.inference import Predictor, collect_samples  # noqa: E402
+from signt5.decoding.predictor import Predictor  # noqa: E402
+from signt5.inference import collect_samples  # noqa: E402
 from signt5.models import modeling  # noqa: E402,F401  (imported by Predictor.load; timed here, not there)
 
 IMPORTED = time.perf_counter()
@@ -43,7 +44,7 @@ FRAMES, FPS, BATCH = 250, 25.0, 32
 def random_cpu_model(folder: Path) -> Path:
     """The demo's model shape, untrained, saved as ``train`` saves a checkpoint."""
     from signt5.training.config import TrainConfig
-    from signt5.training.model_setup import build_model
+    from signt5.training.recipes import build_model
 
     config = TrainConfig(pose_config=str(ROOT / "configs" / "pose_encoder_cpu.json"), text_config="cpu",
                          umt5_dir=str(folder / "no-umt5"))

@@ -75,7 +75,7 @@ def infer_command(clip: Path, model_dir: str) -> dict[str, float]:
     parts.update(extraction=float(poses[1]), load=float(model[1]), predict=float(model[2]))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import signt5.cli; signt5.cli.build_parser(); import signt5.inference, "
-                    "signt5.training.model_setup"], env=env, check=True)
+                    "signt5.models.loading"], env=env, check=True)
     parts["imports"] = time.perf_counter() - start
     return parts
 

@@ -77,3 +77,43 @@ def tiny_model(tiny_corpus, tiny_pose_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model") / "run"
     assert main(["train", *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def speaking_model(tiny_model, tiny_corpus, tmp_path_factory):
+    """The tiny model with a CTC head that spells letters from the pose, and CTC as its decoding.
+
+    The 2-step model decodes most samples to "", so two code paths that both gave "" would look alike. Here the
+    CTC head is redrawn at random over the encoder's output centred and scaled on the tiny corpus (with and
+    without sign languages), so each sample gets a non-empty text of its own, which changes with any frame the
+    encoder reads. Its decoder is the tiny model's: attention decoding still gives "" (decoding is tested on
+    its own in tests/decoding and tests/models).
+    """
+    import torch
+
+    from signt5.data.dataset import pad_batch
+    from signt5.data.readers import read_samples
+    from signt5.decoding.predictor import Predictor
+    from signt5.models.loading import load_run_model
+    from signt5.models.modeling import model_inputs
+
+    model, tokenizer = load_run_model(tiny_model)
+    items = [Predictor(model, tokenizer, tiny_model).prepare(s) for s in read_samples(tiny_corpus / "data.pkl").values()]
+    frames = []
+    with torch.no_grad():
+        for language in ["", *model.config.sign_languages]:
+            batch = pad_batch([{**item, "sign_language": language} for item in items])
+            out = model.get_encoder()(**model_inputs(batch, model.config))
+            frames.append(out.last_hidden_state[out.attention_mask.bool()])
+        frames = torch.cat(frames)
+        mean, std = frames.mean(0), frames.std(0) + 1e-6
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(model.ctc_head.weight.shape, generator=generator) * 3 / std
+        model.ctc_head.weight.copy_(weight)
+        model.ctc_head.bias.copy_(-weight @ mean)
+        model.ctc_head.bias[0] -= 1e4  # no blank: a letter on every frame, repeats merged
+    model.config.decoding = "ctc"
+    out = tmp_path_factory.mktemp("speaking_model") / "run"
+    model.save_pretrained(out / "checkpoint-best")
+    tokenizer.save_pretrained(out / "checkpoint-best")
+    return out

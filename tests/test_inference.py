@@ -1,12 +1,12 @@
 """`signt5 infer` in process on a tiny trained model: by sample id, by .pose file, by folder, and bad input.
 
-The model is trained for 2 steps, so its text is junk (often empty): every check compares the CLI's output with
-``Predictor.predict_samples`` on the same samples, never with hard-coded text.
+Every check compares the CLI's output with ``Predictor.predict_samples`` on the same samples, never with hard-coded
+text, on the ``speaking_model`` (conftest): its CTC head spells a non-empty text of each sample's own, so a
+difference in how two paths read or prepare a sample shows (the 2-step model itself mostly says "").
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -14,7 +14,6 @@ import re
 import shutil
 
 import pytest
-import torch
 from pose_format.utils.generic import fake_pose
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
@@ -22,12 +21,13 @@ from transformers.utils import logging as hf_logging
 from signt5.cli import main
 from signt5.data.layout import layout_by_name
 from signt5.data.readers import load_sample, read_samples
-from signt5.inference import Predictor, collect_samples
+from signt5.decoding.predictor import Predictor
+from signt5.inference import collect_samples
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_model) -> Predictor:
-    return Predictor.load(tiny_model)
+def predictor(speaking_model) -> Predictor:
+    return Predictor.load(speaking_model)
 
 
 def _infer(model_dir, input_file, *extra: str) -> int:
@@ -35,62 +35,81 @@ def _infer(model_dir, input_file, *extra: str) -> int:
 
 
 def _lines(out: str) -> list[str]:
-    return out.split("\n")[:-1]  # texts may be empty, so keep empty lines
+    return out.split("\n")[:-1]  # keep empty lines: a path that lost a text must not pass
 
 
-def test_sample_id_of_a_data_pkl_prints_its_text(tiny_model, tiny_corpus, predictor, capsys, caplog):
+def _spoken(texts: list[str]) -> list[str]:
+    """Texts that tell two code paths apart: none empty, and not all the same."""
+    assert all(texts) and (len(texts) == 1 or len(set(texts)) > 1), texts
+    return texts
+
+
+def test_sample_id_of_a_data_pkl_prints_its_text(speaking_model, tiny_corpus, predictor, capsys, caplog):
     pkl = tiny_corpus / "data.pkl"
     hf_logging.set_verbosity_warning()  # as in a fresh process: main must silence them itself
     hf_logging.enable_progress_bar()
     capsys.readouterr()
     caplog.set_level(logging.INFO, logger="signt5")
-    assert _infer(tiny_model, pkl, "--sample_id", "ukl-test-00001") == 0
+    assert _infer(speaking_model, pkl, "--sample_id", "ukl-test-00001") == 0
     printed = capsys.readouterr()
-    expected = predictor.predict_samples([load_sample(pkl, "ukl-test-00001")])
+    expected = _spoken(predictor.predict_samples([load_sample(pkl, "ukl-test-00001")]))
     assert _lines(printed.out) == expected
     assert "Loading weights" not in printed.err and "LOAD REPORT" not in printed.err
     assert any("model loaded in" in r.getMessage() and "predicted in" in r.getMessage() for r in caplog.records)
 
 
-def test_pose_file_gives_the_same_text_as_its_pkl_sample(tiny_model, tiny_corpus, predictor, capsys):
+def test_pose_file_gives_the_same_text_as_its_pkl_sample(speaking_model, tiny_corpus, predictor, capsys):
     pose = tiny_corpus / "poses" / "test" / "ukl-test-00001.pose"
     capsys.readouterr()
-    assert _infer(tiny_model / "checkpoint-best", pose, "--sign_language", "ukl") == 0
+    assert _infer(speaking_model / "checkpoint-best", pose, "--sign_language", "ukl") == 0
     printed = _lines(capsys.readouterr().out)
-    from_pkl = predictor.predict_samples([load_sample(tiny_corpus / "data.pkl", "ukl-test-00001")])
+    from_pkl = _spoken(predictor.predict_samples([load_sample(tiny_corpus / "data.pkl", "ukl-test-00001")]))
     assert printed == predictor.predict_samples([load_sample(pose)], "ukl") == from_pkl
+    assert predictor.predict_samples([load_sample(pose)]) != from_pkl  # the sign language does reach the model
 
 
-def test_folder_prints_id_and_text_per_file(tiny_model, tiny_corpus, predictor, capsys, caplog):
+def test_folder_prints_id_and_text_per_file(speaking_model, tiny_corpus, predictor, capsys, caplog):
     folder = tiny_corpus / "poses" / "test"
     capsys.readouterr()
     caplog.set_level(logging.WARNING, logger="signt5")
-    assert _infer(tiny_model, folder) == 0
+    assert _infer(speaking_model, folder) == 0
     lines = _lines(capsys.readouterr().out)
     files = sorted(folder.glob("*.pose"))
-    texts = predictor.predict_samples([load_sample(f) for f in files])
+    texts = _spoken(predictor.predict_samples([load_sample(f) for f in files]))
     assert lines == [f"{f.stem}\t{t}" for f, t in zip(files, texts)]
     # .pose files carry no sign language, and the model was trained with one on every sample
     assert any("4 sample(s) have no sign language" in r.getMessage() for r in caplog.records)
 
 
-def test_every_sample_of_a_data_pkl(tiny_model, tiny_corpus, predictor, capsys):
+def test_every_sample_of_a_data_pkl(speaking_model, tiny_corpus, predictor, capsys):
     pkl = tiny_corpus / "data.pkl"
     capsys.readouterr()
-    assert _infer(tiny_model, pkl, "--batch_size", "5") == 0
+    assert _infer(speaking_model, pkl, "--batch_size", "5") == 0
     samples = read_samples(pkl)
-    texts = predictor.predict_samples(list(samples.values()))
+    texts = _spoken(predictor.predict_samples(list(samples.values())))
     assert _lines(capsys.readouterr().out) == [f"{i}\t{t}" for i, t in zip(samples, texts)]
 
 
-def test_json_with_sign_language_and_beams(tiny_model, tiny_corpus, predictor, capsys):
+def test_json_with_sign_language_and_beams(speaking_model, tiny_corpus, predictor, capsys, monkeypatch):
+    from signt5.decoding import predictor as predictor_module
+
+    beams = []
+    real = predictor_module.generate_texts
+
+    def spy(*args, **kwargs):
+        beams.append(args[4])  # generate_texts(model, tokenizer, items, batch_size, num_beams, ...)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "generate_texts", spy)
     folder = tiny_corpus / "poses" / "dev"
     capsys.readouterr()
-    assert _infer(tiny_model, folder, "--json", "--sign_language", "ase", "--num_beams", "2") == 0
+    assert _infer(speaking_model, folder, "--json", "--sign_language", "ase", "--num_beams", "2") == 0
     records = [json.loads(line) for line in _lines(capsys.readouterr().out)]
+    assert beams == [2]
     samples = collect_samples(folder)
     assert [r["id"] for r in records] == [s.sample_id for s in samples]
-    assert [r["text"] for r in records] == predictor.predict_samples(samples, "ase", num_beams=2)
+    texts = _spoken(predictor.predict_samples(samples, "ase", num_beams=2))
+    assert [r["text"] for r in records] == texts != predictor.predict_samples(samples, num_beams=2)
     assert {r["sign_language"] for r in records} == {"ase"}
     assert all(r["source"].endswith(".pose") for r in records)
 
@@ -169,30 +188,25 @@ def test_missing_input_and_unknown_sign_language(tiny_model, tiny_corpus, tmp_pa
     assert "'asl' is not one this model was trained on" in error and "ase, ukl" in error
 
 
-def test_visualize_shows_the_models_prediction(tiny_model, tiny_corpus, tmp_path, capsys):
+def test_visualize_shows_the_models_prediction(speaking_model, tiny_corpus, predictor, tmp_path, capsys):
     """``visualize --model_dir`` puts the model's own prediction for the sample into the player."""
-    from signt5.inference import Predictor
-    from signt5.data.readers import load_sample
-
     pkl = tiny_corpus / "data.pkl"
     sample_id = "ase-test-00000"
     out = tmp_path / "player.html"
-    assert main(["visualize", "--input_file", str(pkl), "--sample_id", sample_id, "--model_dir", str(tiny_model),
+    assert main(["visualize", "--input_file", str(pkl), "--sample_id", sample_id, "--model_dir", str(speaking_model),
                  "--output", str(out)]) == 0
-    expected = Predictor.load(tiny_model).predict_samples([load_sample(pkl, sample_id)])[0]
+    expected = _spoken(predictor.predict_samples([load_sample(pkl, sample_id)]))[0]
     page = out.read_text()
-    # without --model_dir the embedded prediction is null; with it, exactly the model's text (even if empty)
+    # without --model_dir the embedded prediction is null; with it, exactly the model's text
     assert '"prediction":' + json.dumps(expected, ensure_ascii=False) in page
 
 
 def test_input_is_read_before_the_model_loads(tiny_corpus, tmp_path, capsys, monkeypatch):
     """A mistyped sample id is reported without paying for (or failing on) the model load."""
-    from signt5 import inference
-
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was read")
 
-    monkeypatch.setattr(inference.Predictor, "load", classmethod(no_load))
+    monkeypatch.setattr(Predictor, "load", classmethod(no_load))
     capsys.readouterr()
     assert main(["infer", "--model_dir", str(tmp_path / "no-model"), "--input_file", str(tiny_corpus / "data.pkl"),
                  "--sample_id", "ase-tset-00001"]) == 2
@@ -203,22 +217,9 @@ def test_input_is_read_before_the_model_loads(tiny_corpus, tmp_path, capsys, mon
 
 @pytest.fixture(scope="module")
 def speller(predictor) -> Predictor:
-    """The tiny model with its CTC head re-drawn to spell letters from the pose.
-
-    The 2-step model decodes every window to "", which would make any joining look right; this one
-    gives each window its own non-empty text.
-    """
-    model = copy.deepcopy(predictor.model)
-    if model.config.ctc_units:  # one class per letter: every class but the blank (0)
-        letters = list(range(1, model.ctc_head.out_features))
-    else:
-        letters = predictor.tokenizer("ABCDEFGHIJKLMNOPQRSTUVWXYZ", add_special_tokens=False).input_ids
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        model.ctc_head.weight.copy_(torch.randn(model.ctc_head.weight.shape, generator=generator) * 3)
-        model.ctc_head.bias.fill_(-1e4)
-        model.ctc_head.bias[letters] = 0.0
-    return Predictor(model, predictor.tokenizer, predictor.model_dir)
+    """The speaking model: the 2-step model would decode every window to "" and make any joining look right;
+    this one gives each window its own non-empty text."""
+    return predictor
 
 
 def _windowed(predictor: Predictor, max_frames: int) -> Predictor:
@@ -255,19 +256,20 @@ def test_window_mode_keeps_order_across_a_batch_and_leaves_short_samples_alone(t
     assert not [r for r in caplog.records if "windows" in r.getMessage()]
 
 
-def test_cli_max_frames_and_long_samples_reach_the_predictor(tiny_model, tiny_corpus, predictor, capsys, caplog):
+def test_cli_max_frames_and_long_samples_reach_the_predictor(speaking_model, tiny_corpus, predictor, capsys, caplog):
     pkl, sample_id = tiny_corpus / "data.pkl", "ase-test-00001"
     sample = load_sample(pkl, sample_id)
     capsys.readouterr()
     caplog.set_level(logging.INFO, logger="signt5")
-    assert _infer(tiny_model, pkl, "--sample_id", sample_id, "--max_frames", "8", "--long_samples", "window") == 0
-    assert _lines(capsys.readouterr().out) == _windowed(predictor, 8).predict_samples([sample])
+    assert _infer(speaking_model, pkl, "--sample_id", sample_id, "--max_frames", "8", "--long_samples", "window") == 0
+    windowed = _spoken(_windowed(predictor, 8).predict_samples([sample]))
+    assert _lines(capsys.readouterr().out) == windowed != predictor.predict_samples([sample])
     messages = [r.getMessage() for r in caplog.records]
     assert any("max_frames=8 (checkpoint: None)" in m and "long_samples='window'" in m for m in messages)
     assert any(f"sample {sample_id}" in m and "windows of at most 8" in m for m in messages)
     caplog.clear()
-    assert _infer(tiny_model, pkl, "--sample_id", sample_id, "--max_frames", "8") == 0  # the checkpoint's crop
+    assert _infer(speaking_model, pkl, "--sample_id", sample_id, "--max_frames", "8") == 0  # the checkpoint's crop
     assert any(f"{pkl}" in m and "cropped to the centre 8" in m for m in (r.getMessage() for r in caplog.records))
     with pytest.raises(SystemExit):
-        _infer(tiny_model, pkl, "--sample_id", sample_id, "--long_samples", "slide")
+        _infer(speaking_model, pkl, "--sample_id", sample_id, "--long_samples", "slide")
     assert "invalid choice: 'slide'" in capsys.readouterr().err

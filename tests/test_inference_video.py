@@ -16,7 +16,7 @@ import pytest
 from signt5.cli import main
 from signt5.data.manifest import read_manifest, write_manifest
 from signt5.data.readers import read_pose_file
-from signt5.inference import Predictor
+from signt5.decoding.predictor import Predictor
 
 from .conftest import tiny_train_args
 from .video_clips import astronaut_frames, empty_frames, write_video

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from signt5.data.errors import SignT5Error
+from signt5.errors import SignT5Error
 from signt5.resources import (
     ResourceError,
     dataset_problems,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signt5.data.errors import PoseDataError
+from signt5.errors import PoseDataError
 from signt5.data.readers import write_pose_file
 from signt5.visualize import (BACKGROUND, VisualizationError, _video_frames, animation_frames, component_group,
                               load_sample, output_format, render, render_animation, render_frame, render_grid_png,

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .data.errors import SignT5Error
+from .errors import SignT5Error
 
 logger = logging.getLogger("signt5")
 
@@ -125,7 +125,7 @@ def _add_data_overrides(p: argparse.ArgumentParser) -> None:
 
 def _load_predictor(args: argparse.Namespace):
     """The model of ``--model_dir`` with the data overrides (``--max_frames``, ``--handedness``...) applied."""
-    from .inference import Predictor
+    from .decoding.predictor import Predictor
 
     predictor = Predictor.load(args.model_dir)
     changes: dict = {}
@@ -250,7 +250,7 @@ def _run_visualize(args: argparse.Namespace) -> int:
 
 
 def _predict_for_visualize(model_dir: str, sample) -> str:
-    from .inference import Predictor
+    from .decoding.predictor import Predictor
 
     return Predictor.load(model_dir).predict_samples([sample])[0]
 
@@ -355,6 +355,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--augment_speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="time-stretch range of augmentation, >1 faster (default: %s; 0.5 2.0 covers 1-6 letters/s "
                         "on the fingerspelling corpus)" % (d.augment.speed,))
+    p.add_argument("--augment_speed_scale", choices=["linear", "log"], default=None,
+                   help="draw the time-stretch factor uniformly on a linear or a log scale (default: %s)"
+                        % d.augment.speed_scale)
     p.add_argument("--augment_flicker", type=float, default=None,
                    help="chance per hand per frame that augmentation loses it for 1-3 frames (default: %s)"
                         % d.augment.flicker)
@@ -385,6 +388,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
         config.augment.enabled = False
     if args.augment_speed is not None:
         config.augment.speed = tuple(args.augment_speed)
+    if args.augment_speed_scale is not None:
+        config.augment.speed_scale = args.augment_speed_scale
     if args.augment_flicker is not None:
         config.augment.flicker = args.augment_flicker
     return config
@@ -422,7 +427,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict) -> None:
-    from .training.trainer import is_main_process
+    from .training.distributed import is_main_process
 
     if not is_main_process():
         return

@@ -1,159 +1,34 @@
-"""Translate pose files with a trained model: one sample, a file, or a folder of files.
+"""Translate pose files and videos with a trained model: one sample, a file, a video, or a folder of them.
 
-The model's checkpoint carries its preprocessing (``DataConfig``) and input layout, so a
-sample is prepared exactly as in training, and a file whose keypoints cannot be mapped
-onto the model's layout is refused with a message naming it. A sample longer than
-``data.max_frames`` is cropped, or with ``data.long_samples="window"`` decoded in windows
-whose texts are joined (:func:`split_long_items`).
+The samples are read here (videos go through pose estimation first); the model, its preprocessing and
+its decoding are :class:`~signt5.decoding.predictor.Predictor`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import torch
-
-from .data.dataset import DataConfig, prepare_sample, window_slices
-from .data.errors import LayoutError, PoseDataError, SignT5Error
 from .data.readers import ARRAY_SUFFIXES, PICKLE_SUFFIXES, POSE_SUFFIXES, load_sample, read_samples
 from .data.sample import PoseSample
 from .data.video import holds_videos, video_samples
-from .decoding.generate import generate_texts
+from .decoding.predictor import Predictor
+from .errors import PoseDataError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Prediction:
+    """One sample's text, with where it came from."""
+
     sample_id: str
     text: str
     source: str
     sign_language: str = ""
-
-
-class Predictor:
-    """A loaded model with its tokenizer and preprocessing; ``predict_samples`` decodes in batches."""
-
-    def __init__(self, model: Any, tokenizer: Any, model_dir: Path):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.model_dir = model_dir
-        self.data_config = DataConfig.from_dict(model.config.data)
-        self.layout = model.config.pose_encoder_config.keypoint_layout
-        self.target = model.config.target
-
-    @classmethod
-    def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Predictor":
-        """Load from a run folder (its ``checkpoint-best``) or a checkpoint folder."""
-        from .training.model_setup import load_run_model, resolve_model_dir
-
-        folder = resolve_model_dir(model_dir)
-        model, tokenizer = load_run_model(folder)
-        device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device).eval()
-        logger.info("model from %s (target: %s) on %s", folder, model.config.target, device)
-        return cls(model, tokenizer, folder)
-
-    def override_data(self, **changes: Any) -> None:
-        """Change the checkpoint's ``DataConfig`` (e.g. ``max_frames``, ``long_samples``) for this predictor only.
-
-        Lets a user window or crop long samples at inference without editing the checkpoint.
-        """
-        before = self.data_config
-        self.data_config = replace(before, **changes)
-        logger.info("data config overridden for this call: %s", ", ".join(
-            f"{k}={v!r} (checkpoint: {getattr(before, k)!r})" for k, v in changes.items()))
-        if self.data_config.long_samples == "window" and not self.data_config.max_frames:
-            logger.warning("long_samples=window has no effect without max_frames (this model sets none): "
-                           "give one, e.g. --max_frames 512")
-
-    def prepare(self, sample: PoseSample) -> dict:
-        """Model input for one sample; a layout the model was not trained on is a clear error."""
-        try:
-            prepared = prepare_sample(sample, self.data_config)
-        except LayoutError as e:
-            raise sample.error(f"cannot be mapped onto the model's input layout: {e}") from None
-        ours = [(c.name, c.points) for c in prepared.layout.components]
-        theirs = [(c.name, c.points) for c in self.layout.components]
-        if ours != theirs:
-            raise sample.error(
-                f"keypoint layout {sample.layout.name!r} gives {prepared.num_points} points "
-                f"({', '.join(n for n, _ in ours)}) but the model was trained on {self.layout.num_points} "
-                f"({', '.join(n for n, _ in theirs)}); convert the poses to the training layout")
-        return {"id": sample.sample_id, "pose": prepared.coords, "mask": prepared.mask, "label": "",
-                "sign_language": sample.labels.get("sign_language", ""), "source": str(sample.source)}
-
-    def predict_items(self, items: Sequence[dict], num_beams: int = 1, batch_size: int = 8,
-                      max_new_tokens: int = 64, decoding: str | None = None,
-                      ctc_weight: float | None = None) -> tuple[list[str], float]:
-        """Texts of prepared items, in order, and samples per second; long items may be decoded in windows."""
-        known = self.model.config.sign_languages
-        unknown = sum(1 for item in items if not item["sign_language"])
-        if known and unknown:
-            # A corpus where every sample has a language never trains the "no sign language" embedding.
-            logger.warning("%d sample(s) have no sign language (.pose files carry none), and this model was trained "
-                           "with sign languages (%s): without one it may translate poorly; give it "
-                           "(--sign_language)", unknown, ", ".join(known))
-        windows, owners = split_long_items(items, self.data_config)
-        texts, speed = generate_texts(self.model, self.tokenizer, windows, batch_size, num_beams, max_new_tokens,
-                                      decoding=decoding, ctc_weight=ctc_weight)
-        if len(windows) == len(items):
-            return texts, speed
-        parts: list[list[str]] = [[] for _ in items]
-        for owner, text in zip(owners, texts):
-            if text.strip():
-                parts[owner].append(text.strip())
-        return [" ".join(p) for p in parts], speed * len(items) / len(windows)
-
-    def _check_sign_language(self, code: str) -> None:
-        """A code the model never saw would silently act as "unknown"; a typo should not pass for a language."""
-        known = list(self.model.config.sign_languages or [])
-        if not known:
-            logger.warning("this model was trained without sign-language conditioning; sign language %r has no "
-                           "effect", code)
-        elif code not in known:
-            raise SignT5Error(f"sign language {code!r} is not one this model was trained on "
-                              f"(it knows: {', '.join(known)})")
-
-    def predict_samples(self, samples: Sequence[PoseSample], sign_language: str | None = None, num_beams: int = 1,
-                        batch_size: int = 8, decoding: str | None = None,
-                        ctc_weight: float | None = None) -> list[str]:
-        items = [self.prepare(s) for s in samples]
-        if sign_language:
-            self._check_sign_language(sign_language)
-            for item in items:
-                item["sign_language"] = sign_language
-        return self.predict_items(items, num_beams, batch_size, decoding=decoding, ctc_weight=ctc_weight)[0]
-
-
-def split_long_items(items: Sequence[dict], config: DataConfig) -> tuple[list[dict], list[int]]:
-    """Model inputs for ``items`` and, for each, the index of the item it came from.
-
-    With ``config.long_samples == "window"`` an item longer than ``config.max_frames`` becomes
-    consecutive, non-overlapping windows (:func:`~signt5.data.dataset.window_slices`; an overlap
-    would decode its signs twice and double letters in the joined text), with one warning per item.
-    Windows are cut from the prepared item, so every window carries the normalisation statistics
-    of the whole sample, as ``prepare_sample`` computed them. Otherwise the items pass unchanged.
-    """
-    if not config.windowed:
-        return list(items), list(range(len(items)))
-    windows: list[dict] = []
-    owners: list[int] = []
-    for index, item in enumerate(items):
-        frames = item["pose"].shape[0]
-        slices = window_slices(frames, config.max_frames) or [slice(None)]  # type: ignore[arg-type]
-        if len(slices) > 1:
-            where = f" ({item['source']})" if item.get("source") else ""
-            logger.warning("sample %s%s: %d frames split into %d windows of at most %d (data.long_samples=window); "
-                           "their texts are joined", item["id"], where, frames, len(slices), config.max_frames)
-        for window in slices:
-            windows.append({**item, "pose": item["pose"][window], "mask": item["mask"][window]})
-            owners.append(index)
-    return windows, owners
 
 
 def collect_samples(input_file: str | Path, sample_id: str | None = None) -> list[PoseSample]:

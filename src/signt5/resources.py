@@ -32,7 +32,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .data.errors import SignT5Error
+from .errors import SignT5Error
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
 import numpy as np
 
-from .data.errors import PoseDataError, SignT5Error
+from .errors import PoseDataError, SignT5Error
 from .data.normalize import to_pixel_space
 from .data.readers import load_sample
 from .data.sample import PoseSample

@@ -76,9 +76,11 @@ def test_train_flags_set_the_speed_range_and_flicker():
     from signt5.cli import _train_config, build_parser
     from signt5.data.augment import WIDE_SPEED
 
-    args = build_parser().parse_args(["train", "--augment_speed", *map(str, WIDE_SPEED), "--augment_flicker", "0.05"])
+    args = build_parser().parse_args(["train", "--augment_speed", *map(str, WIDE_SPEED), "--augment_flicker", "0.05",
+                                      "--augment_speed_scale", "log"])
     config = _train_config(args, "finetune", "out")
-    assert config.augment.speed == WIDE_SPEED == (0.5, 2.0) and config.augment.flicker == 0.05
+    assert config.augment.speed == WIDE_SPEED == (0.5, 2.5) and config.augment.flicker == 0.05
+    assert config.augment.speed_scale == "log"
     default = _train_config(build_parser().parse_args(["train"]), "finetune", "out")
     assert default.augment == AugmentConfig()
 
@@ -131,3 +133,22 @@ def test_speed_augmentation_keeps_the_label(entries, factor):
     item, plain = ds[0], PreparedDataset(prepared, target="gloss")[0]
     assert item["label"] == plain["label"] == "A A"
     assert len(item["pose"]) == round(len(plain["pose"]) / factor) != len(plain["pose"])
+
+
+def test_log_scale_speed_draws_slowing_and_speeding_alike():
+    """On (0.5, 2.5) a log-scale draw slows (< 1) 43 % of the time (ln 2 / ln 5), a linear one 1 in 4."""
+    from signt5.data.augment import augment
+
+    coords, mask = np.ones((100, 4, 2), np.float32), np.ones((100, 4), bool)
+    lengths = {}
+    for scale in ("linear", "log"):
+        config = AugmentConfig(speed=(0.5, 2.5), speed_scale=scale, drop_hand=0, flicker=0)
+        rng = np.random.default_rng(0)
+        lengths[scale] = np.array([len(augment(coords, mask, [], rng, config)[0]) for _ in range(2000)])
+    assert abs((lengths["log"] > 100).mean() - np.log(2) / np.log(5)) < 0.04
+    assert abs((lengths["linear"] > 100).mean() - 0.25) < 0.04
+    assert lengths["log"].min() >= 40 and lengths["log"].max() <= 200  # 100 frames / 2.5 .. / 0.5
+    with pytest.raises(ValueError, match="speed_scale"):
+        AugmentConfig(speed_scale="cubic")
+    assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).speed_scale == "linear"
+

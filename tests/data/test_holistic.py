@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from signt5.data import holistic
-from signt5.data.errors import MissingDependencyError, VideoError
+from signt5.errors import MissingDependencyError, VideoError
 from signt5.data.holistic import FrameLandmarks, HolisticRunner, describe_backend, frame_rows, holistic_header
 from signt5.data.layout import layout_by_name
 from signt5.data.readers import read_pose_file

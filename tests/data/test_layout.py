@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from signt5.data.dataset import OPENPOSE_UPPER_BODY, DataConfig, prepare_sample, resolve_components
-from signt5.data.errors import LayoutError
+from signt5.errors import LayoutError
 from signt5.data.layout import KeypointLayout, known_layouts, layout_by_name, layout_for_count
 
 from ..conftest import make_sample

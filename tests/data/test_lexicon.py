@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from signt5.data.errors import PoseDataError, SignT5Error
+from signt5.errors import PoseDataError, SignT5Error
 from signt5.data.lexicon import FingerspellingLexicon, fold_text
 from signt5.data.words import (
     UnsupportedLanguageError,

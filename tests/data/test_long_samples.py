@@ -12,7 +12,8 @@ from signt5.data.cache import prepare_all, training_data_config
 from signt5.data.dataset import DataConfig, prepare_sample, window_slices
 from signt5.data.manifest import read_manifest
 from signt5.training.config import TrainConfig
-from signt5.training.trainer import Distributed, _prepare_data
+from signt5.training.distributed import Distributed
+from signt5.training.trainer import _prepare_data
 from ..conftest import make_sample
 
 

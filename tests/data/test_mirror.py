@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from signt5.data.dataset import DataConfig, prepare_sample, resolve_components
-from signt5.data.errors import LayoutError, PoseDataError
+from signt5.errors import LayoutError, PoseDataError
 from signt5.data.layout import HOLISTIC_FACE, OPENPOSE_FACE, Component, KeypointLayout, layout_by_name
 from signt5.data.mirror import (_pose_format_face_map, dominant_hand, mirror_coords, mirror_permutation,
                                 to_right_dominant)

@@ -13,7 +13,7 @@ from pose_format import Pose
 from pose_format.numpy import NumPyPoseBody
 from pose_format.utils.generic import fake_pose
 
-from signt5.data.errors import ManifestError, PoseDataError, UnsafePickleError
+from signt5.errors import ManifestError, PoseDataError, UnsafePickleError
 from signt5.data.layout import known_layouts, layout_by_name
 from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.readers import read_numpy, read_pickle, read_pose_file, read_samples, write_pose_file

@@ -15,7 +15,7 @@ import pytest
 
 from signt5.cli import main
 from signt5.data import video as video_module
-from signt5.data.errors import VideoError
+from signt5.errors import VideoError
 from signt5.data.manifest import read_manifest, write_manifest
 from signt5.data.readers import read_pose_file
 from signt5.data.video import extract_videos, read_video_info

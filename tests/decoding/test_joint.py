@@ -7,6 +7,7 @@ import torch
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from signt5.data.dataset import DataConfig, prepare_sample
+from signt5.data.item import PoseItem, pose_item
 from signt5.decoding.generate import generate_texts
 from signt5.decoding.joint import END, Action, EXTEND, INVALID, NONE, LetterUnitLabels, ctc_labels_for
 from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
@@ -33,12 +34,12 @@ def tiny_model(**config) -> SignT5ForConditionalGeneration:
 
 
 @pytest.fixture(scope="module")
-def items() -> list[dict]:
+def items() -> list[PoseItem]:
     """Three samples of different lengths (so the batch is padded), all in ASL."""
     out = []
     for i, frames in enumerate(FRAMES):
         sample = prepare_sample(make_sample("holistic_586", frames=frames, seed=i), DataConfig())
-        out.append({"pose": sample.coords, "mask": sample.mask, "sign_language": "ase"})
+        out.append(pose_item(str(i), sample.coords, sample.mask, sign_language="ase"))
     return out
 
 

@@ -1,7 +1,8 @@
 """`signt5 evaluate` in process on a tiny trained model: the result files, model folders, splits, beams, formats.
 
-The model is trained for 2 steps, so its output is junk (often empty): these tests check the plumbing and that
-every route to a hypothesis gives the same one, not translation quality.
+The model is trained for 2 steps, so its output is junk (mostly empty): these tests check the plumbing and, on
+the ``speaking_model`` (conftest, a non-empty text of each sample's own), that every route to a hypothesis gives
+the same one; not translation quality.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from signt5.cli import main
 from signt5.data.manifest import read_manifest
 from signt5.data.readers import load_sample
-from signt5.inference import Predictor
+from signt5.decoding.predictor import Predictor
 
 
 def _evaluate(model_dir, manifest, output_file, *extra: str) -> int:
@@ -67,17 +68,23 @@ def test_checkpoint_folder_all_splits_and_beams(tiny_model, tiny_corpus, tmp_pat
     assert "beams: 2" in out.read_text(encoding="utf-8")
 
 
-def test_pkl_manifest_and_inference_give_the_same_hypotheses(tiny_model, tiny_corpus, tmp_path):
+def _spoken(texts: list[str]) -> list[str]:
+    """Texts that tell two code paths apart: none empty, and not all the same."""
+    assert all(texts) and len(set(texts)) > 1, texts
+    return texts
+
+
+def test_pkl_manifest_and_inference_give_the_same_hypotheses(speaking_model, tiny_corpus, tmp_path):
     """Evaluation reads through the sample cache; inference prepares each file itself: both must agree."""
     pose_out, pkl_out = tmp_path / "pose.txt", tmp_path / "pkl.txt"
-    assert _evaluate(tiny_model, tiny_corpus / "manifest.csv", pose_out, "--split", "test_shifted") == 0
-    assert _evaluate(tiny_model, tiny_corpus / "manifest_pkl.csv", pkl_out, "--split", "test_shifted") == 0
+    assert _evaluate(speaking_model, tiny_corpus / "manifest.csv", pose_out, "--split", "test_shifted") == 0
+    assert _evaluate(speaking_model, tiny_corpus / "manifest_pkl.csv", pkl_out, "--split", "test_shifted") == 0
     pose_rows, pkl_rows = _rows(pose_out), _rows(pkl_out)
     assert pose_rows == pkl_rows and len(pose_rows) == 4
 
     entries = read_manifest(tiny_corpus / "manifest.csv", split="test_shifted")
     samples = [load_sample(e.path).replace(labels={"sign_language": e.sign_language}) for e in entries]
-    expected = Predictor.load(tiny_model).predict_samples(samples)
+    expected = _spoken(Predictor.load(speaking_model).predict_samples(samples))
     assert [r["hypothesis"] for r in pose_rows] == expected
 
 
@@ -94,20 +101,22 @@ def test_bad_model_dir_and_split_are_one_line_errors(tiny_model, tiny_corpus, tm
     assert not (tmp_path / "a.txt").exists() and not (tmp_path / "b.txt").exists()
 
 
-def test_max_frames_and_long_samples_override_the_checkpoint(tiny_model, tiny_corpus, tmp_path, caplog):
+def test_max_frames_and_long_samples_override_the_checkpoint(speaking_model, tiny_corpus, tmp_path, caplog):
     """``--long_samples window`` decodes the evaluated samples in windows, exactly as inference does."""
     manifest, out = tiny_corpus / "manifest.csv", tmp_path / "windowed.txt"
     caplog.set_level(logging.INFO, logger="signt5")
-    assert _evaluate(tiny_model, manifest, out, "--max_samples", "3", "--max_frames", "8",
+    assert _evaluate(speaking_model, manifest, out, "--max_samples", "3", "--max_frames", "8",
                      "--long_samples", "window") == 0
     rows = _rows(out)
     windowed = [r.getMessage() for r in caplog.records if "windows of at most 8" in r.getMessage()]
     assert [m.split()[1].rstrip(":") for m in windowed] == [r["id"] for r in rows]  # one warning per sample, in order
-    predictor = Predictor.load(tiny_model)
-    predictor.override_data(max_frames=8, long_samples="window")
+    predictor = Predictor.load(speaking_model)
     samples = [load_sample(e.path).replace(labels={"sign_language": e.sign_language})
                for e in read_manifest(manifest, split="test")[:3]]
-    assert [r["hypothesis"] for r in rows] == predictor.predict_samples(samples)
+    whole = predictor.predict_samples(samples)
+    predictor.override_data(max_frames=8, long_samples="window")
+    windowed = _spoken(predictor.predict_samples(samples))
+    assert [r["hypothesis"] for r in rows] == windowed != whole
 
 
 def test_joint_decoding_flags_reach_evaluate_and_infer(tiny_model, tiny_corpus, tmp_path, capsys):

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
-from transformers import UMT5ForConditionalGeneration
+from transformers import LogitsProcessor, LogitsProcessorList, UMT5ForConditionalGeneration
 
 from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
+from signt5.data.item import pose_item
 from signt5.models.contrastive import SignT5ForContrastivePretraining
 from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration, build_config, model_inputs
 from signt5.models.pose_encoder import PoseEncoderConfig
@@ -32,8 +33,7 @@ def batch():
     items = []
     for i, (frames, text, language) in enumerate(zip((9, 14, 6), TEXTS, ("ase", "gsg", "xxx"))):
         sample = prepare_sample(make_sample("holistic_586", frames=frames, seed=i), DataConfig())
-        items.append({"id": str(i), "pose": sample.coords, "mask": sample.mask, "label": text,
-                      "sign_language": language})
+        items.append(pose_item(str(i), sample.coords, sample.mask, text, language))
     return pad_batch(items)
 
 
@@ -85,7 +85,7 @@ def greedy_reference(model, inputs, steps: int) -> torch.Tensor:
     return ids
 
 
-def test_generate_greedy_matches_manual_decoding_and_beam_search_runs(model, batch):
+def test_generate_greedy_matches_manual_decoding(model, batch):
     inputs = model_inputs(batch, model.config)
     greedy = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     reference = greedy_reference(model, inputs, greedy.shape[1] - 1)
@@ -93,9 +93,59 @@ def test_generate_greedy_matches_manual_decoding_and_beam_search_runs(model, bat
     for row, ref in zip(greedy.tolist(), reference.tolist()):  # rows may stop early at eos, then pad
         stop = row.index(eos) + 1 if eos in row else len(row)
         assert row[:stop] == ref[:stop]
-    beams = model.generate(**inputs, max_new_tokens=6, num_beams=3, num_return_sequences=2)
-    assert beams.shape[0] == 6 and beams.shape[1] <= 7
-    assert len(byte_tokenizer().batch_decode(beams, skip_special_tokens=True)) == 6
+
+
+class KeepTokens(LogitsProcessor):
+    """Every token but ``keep`` impossible: a vocabulary small enough to search exhaustively."""
+
+    def __init__(self, keep: list[int]):
+        self.keep = keep
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        kept = torch.full_like(scores, -math.inf)
+        kept[:, self.keep] = scores[:, self.keep]
+        return kept
+
+
+@torch.no_grad()
+def sequence_log_probs(model, inputs: dict, row: int, sequences: list[list[int]]) -> list[float]:
+    """log P(sequence | sample ``row``) of each sequence, by one full decoder pass each (no cache, no beams)."""
+    n = len(sequences)
+    one = {k: v[row:row + 1].expand(n, *v.shape[1:]) for k, v in inputs.items()}
+    longest = max(map(len, sequences))
+    targets = torch.tensor([seq + [0] * (longest - len(seq)) for seq in sequences])
+    starts = torch.zeros(n, 1, dtype=torch.long)  # the decoder starts from pad (0)
+    logits = model(**one, decoder_input_ids=torch.cat([starts, targets[:, :-1]], 1), use_cache=False).logits
+    token = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
+    return [float(token[i, :len(seq)].sum()) for i, seq in enumerate(sequences)]
+
+
+@pytest.mark.parametrize("positions", ["both_ends", "ctc"])
+def test_beam_search_finds_the_most_likely_sequence(batch, positions):
+    """Over 3 letters + end-of-sequence and at most 3 tokens (40 sequences), beam search with a beam as wide
+    as the search (and no length penalty) must return the sequence an exhaustive search finds most likely,
+    scored as a full pass scores it; greedy, one token at a time, finds it only sometimes."""
+    torch.manual_seed(0)
+    model = SignT5ForConditionalGeneration(tiny_config(positions=positions)).eval()
+    inputs = model_inputs(batch, model.config)
+    eos = model.config.text_config.eos_token_id
+    letters = byte_tokenizer()("ABC", add_special_tokens=False).input_ids
+    candidates = [[eos]] + [[a, eos] for a in letters] + [[a, b, eos] for a in letters for b in letters]
+    candidates += [[a, b, c] for a in letters for b in letters for c in letters]  # cut at max_new_tokens
+    options = {"max_new_tokens": 3, "do_sample": False, "logits_processor": LogitsProcessorList([KeepTokens(
+        letters + [eos])]), "return_dict_in_generate": True, "output_scores": True}
+    beams = model.generate(**inputs, num_beams=9, length_penalty=0.0, **options)
+    greedy = model.generate(**inputs, num_beams=1, **options).sequences
+    beaten = 0
+    for row in range(len(batch["ids"])):
+        scores = sequence_log_probs(model, inputs, row, candidates)
+        best = max(range(len(candidates)), key=scores.__getitem__)
+        found = [t for t in beams.sequences[row, 1:].tolist() if t != 0]
+        assert found == candidates[best]
+        assert beams.sequences_scores[row].item() == pytest.approx(scores[best], abs=1e-4)
+        greedy_row = [t for t in greedy[row, 1:].tolist() if t != 0]
+        beaten += scores[candidates.index(greedy_row)] < scores[best] - 1e-6
+    assert beaten >= 1  # the search matters: on some sample greedy settles for a less likely sequence
 
 
 def test_save_and_load_give_identical_outputs(model, batch, tmp_path):

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
+from signt5.data.item import pose_item
 from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration, build_config, model_inputs
 from signt5.models.peer import FlatPoseEncoder
 from signt5.models.pose_encoder import PoseEncoder, PoseEncoderConfig
@@ -42,8 +43,7 @@ def batch():
     items = []
     for i, (frames, text, language) in enumerate(zip((9, 14, 6), ["hello", "Straße", "abc"], ("ase", "gsg", "xxx"))):
         sample = prepare_sample(make_sample("holistic_586", frames=frames, seed=i), DataConfig())
-        items.append({"id": str(i), "pose": sample.coords, "mask": sample.mask, "label": text,
-                      "sign_language": language})
+        items.append(pose_item(str(i), sample.coords, sample.mask, text, language))
     return pad_batch(items)
 
 

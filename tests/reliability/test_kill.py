@@ -20,7 +20,7 @@ import torch
 
 from signt5.cli import main
 from signt5.training import checkpoint as ckpt
-from signt5.training.model_setup import load_run_model
+from signt5.models.loading import load_run_model
 
 from ..conftest import tiny_train_args
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from signt5.data.dataset import DataConfig, prepare_sample
-from signt5.data.errors import ManifestError, PoseDataError, SignT5Error
+from signt5.errors import ManifestError, PoseDataError, SignT5Error
 from signt5.data.manifest import ManifestEntry, check_labels, read_manifest, write_manifest
 from signt5.data.readers import load_sample, read_pose_file, read_samples
 from signt5.data.sample import PoseSample

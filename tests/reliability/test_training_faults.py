@@ -20,9 +20,11 @@ from safetensors.torch import load_file
 
 from signt5.cli import main
 from signt5.data.manifest import read_manifest, write_manifest
+from signt5.errors import TrainingError
 from signt5.training import checkpoint as ckpt
-from signt5.training import faults, trainer
+from signt5.training import faults
 from signt5.training.config import TrainConfig
+from signt5.training.recipes import GenerationRecipe
 
 from ..conftest import tiny_train_args
 
@@ -53,15 +55,15 @@ def _step_on_disk(folder: Path) -> int:
 
 
 def _patch_loss(monkeypatch, change) -> list[int]:
-    """Wrap the loop's loss: ``change(call, loss)`` may alter the loss of micro-batch ``call`` (1-based)."""
+    """Wrap stage 2's loss: ``change(call, loss)`` may alter the loss of micro-batch ``call`` (1-based)."""
     calls = [0]
-    real = trainer.training_loss
+    real = GenerationRecipe.loss
 
     def loss(*args, **kwargs):
         calls[0] += 1
         return change(calls[0], real(*args, **kwargs))
 
-    monkeypatch.setattr(trainer, "training_loss", loss)
+    monkeypatch.setattr(GenerationRecipe, "loss", loss)
     return calls
 
 
@@ -210,7 +212,7 @@ def test_permission_denied_probe_is_a_clear_error(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
 
     monkeypatch.setattr(Path, "write_bytes", denied)
-    with pytest.raises(trainer.TrainingError, match=r"run is not writable \(Permission denied\)"):
+    with pytest.raises(TrainingError, match=r"run is not writable \(Permission denied\)"):
         faults.ensure_writable(tmp_path / "run")
 
 
@@ -252,6 +254,6 @@ def test_other_runtime_errors_are_not_mistaken_for_out_of_memory():
     with pytest.raises(RuntimeError, match="shape mismatch"):
         with faults.named_out_of_memory(batch, TrainConfig()):
             raise RuntimeError("shape mismatch")
-    with pytest.raises(trainer.TrainingError, match=r"1 samples x 5 frames x 3 keypoints.*batch_size 32"):
+    with pytest.raises(TrainingError, match=r"1 samples x 5 frames x 3 keypoints.*batch_size 32"):
         with faults.named_out_of_memory(batch, TrainConfig()):
             raise MemoryError()

@@ -19,7 +19,7 @@ import torch
 from signt5.cli import main
 from signt5.data.cache import prepare_all
 from signt5.data.dataset import DataConfig
-from signt5.data.errors import SignT5Error, UnsafePickleError
+from signt5.errors import SignT5Error, UnsafePickleError
 from signt5.data.manifest import ManifestEntry
 from signt5.data.readers import load_sample, read_pickle, read_pickle_keys
 from signt5.training import checkpoint as ckpt

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from signt5.cli import main
-from signt5.data.errors import SignT5Error
+from signt5.errors import SignT5Error
 from signt5.training.checkpoint import RunLock
 from signt5.training.config import TrainConfig
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from signt5.cli import main
 from signt5.training.config import TrainConfig
-from signt5.training.model_setup import build_model
+from signt5.training.recipes import GenerationRecipe, build_model
 from signt5.data.manifest import read_manifest
 from signt5.data.dataset import DataConfig, PoseDataset, pad_batch
 from signt5.models.modeling import model_inputs
@@ -55,13 +55,14 @@ def test_pretrain_then_train(tiny_corpus, tiny_pose_config, tmp_path, capsys):
     assert metrics["cer"] == metrics[f"cer_{chosen}"]
     assert (stage2 / "checkpoint-best" / "train_config.json").exists()
     assert json.loads((stage2 / "checkpoint-best" / "config.json").read_text())["target"] == "gloss"
-    # the pose tower started from stage 1: a layer that stage 2 barely moved is still close to stage 1's
-    key = "encoder.pose_encoder.gcn.input.weight" if "encoder.pose_encoder.gcn.input.weight" in s1 else \
-        next(k for k in s1 if k.startswith("encoder.pose_encoder."))
+    # the pose tower started from stage 1: its first layer, which stage 2 barely moves, is still close to stage 1's
+    key = "encoder.pose_encoder.spatial.input.weight"
+    assert key in s1 and key in s2
     fresh = tmp_path / "fresh"
     assert main(["train", *tiny_train_args(tiny_corpus, tiny_pose_config, fresh, "--max_steps", "1")]) == 0
     init = _weights(fresh / "checkpoint-last")
-    assert (s2[key] - s1[key]).abs().mean() < (init[key] - s1[key]).abs().mean()
+    # measured: 0.6 % of a fresh model's distance from stage 1 when stage 2 starts there, 100 % when it does not
+    assert (s2[key] - s1[key]).abs().mean() < 0.1 * (init[key] - s1[key]).abs().mean()
 
 
 def test_loss_falls_on_a_batch_it_overfits(tiny_corpus, tiny_pose_config):
@@ -154,14 +155,14 @@ def test_grad_accum_reports_the_same_throughput(tiny_corpus, tiny_pose_config, t
     import signt5.training.trainer as trainer
 
     clock = [0.0]
-    real_loss = trainer.training_loss
+    real_loss = GenerationRecipe.loss
 
     def one_second_loss(*args, **kwargs):
         clock[0] += 1.0
         return real_loss(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
-    monkeypatch.setattr(trainer, "training_loss", one_second_loss)
+    monkeypatch.setattr(GenerationRecipe, "loss", one_second_loss)
     rates = {}
     for accum in (1, 4):
         out = tmp_path / f"accum{accum}"

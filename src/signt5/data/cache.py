@@ -16,13 +16,14 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from ..errors import SignT5Error
 from .augment import AugmentConfig, augment
 from .dataset import DataConfig, SampleLoader
-from .errors import SignT5Error
+from .item import PoseItem, pose_item
 from .manifest import ManifestEntry
 
 logger = logging.getLogger(__name__)
@@ -51,13 +52,12 @@ class PreparedSamples:
         a, b = self.offsets[index], self.offsets[index + 1]
         return self.coords[a:b], self.mask[a:b]
 
-    def items(self, target: str) -> list[dict[str, Any]]:
-        """Every sample as a ``pad_batch`` item, un-augmented (evaluation, decoding)."""
+    def items(self, target: str) -> list[PoseItem]:
+        """Every sample as an item, un-augmented (evaluation, decoding)."""
         out = []
         for i, entry in enumerate(self.entries):
             coords, mask = self.get(i)
-            out.append({"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(target),
-                        "sign_language": entry.sign_language})
+            out.append(pose_item(entry.id, coords, mask, entry.label(target), entry.sign_language))
         return out
 
 
@@ -169,11 +169,10 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> PoseItem:
         entry = self.samples.entries[index]
         coords, mask = self.samples.get(index)
         if self.augment_config is not None and self.augment_config.enabled:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             coords, mask = augment(coords, mask, self.samples.hand_slices, rng, self.augment_config)
-        return {"id": entry.id, "pose": coords, "mask": mask, "label": entry.label(self.target),
-                "sign_language": entry.sign_language}
+        return pose_item(entry.id, coords, mask, entry.label(self.target), entry.sign_language)

@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import LayoutError, PoseDataError
+from ..errors import LayoutError, PoseDataError
 from .gaps import fill_short_gaps
+from .item import PoseItem, pose_item
 from .layout import (HOLISTIC_BODY, HOLISTIC_FACE, HOLISTIC_LEFT_HAND, HOLISTIC_RIGHT_HAND, OPENPOSE_BODY,
                      OPENPOSE_FACE, OPENPOSE_LEFT_HAND, OPENPOSE_RIGHT_HAND, KeypointLayout, face_subset)
 from .manifest import ManifestEntry
@@ -218,14 +219,13 @@ class PoseDataset:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> PoseItem:
         entry = self.entries[index]
         sample = self.loader.load(entry)
-        return {"id": entry.id, "pose": sample.coords, "mask": sample.mask, "label": entry.label(self.target),
-                "sign_language": entry.sign_language}
+        return pose_item(entry.id, sample.coords, sample.mask, entry.label(self.target), entry.sign_language)
 
 
-def pad_batch(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def pad_batch(items: Sequence[PoseItem]) -> dict[str, Any]:
     """Collate variable-length samples: zero-padded poses (B, T, K, C) and masks; padded frames are False."""
     import torch
 

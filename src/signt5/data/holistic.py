@@ -21,7 +21,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .errors import MissingDependencyError, VideoError
+from ..errors import MissingDependencyError, VideoError
 from .layout import layout_by_name
 
 logger = logging.getLogger(__name__)

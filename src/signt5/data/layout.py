@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import LayoutError
+from ..errors import LayoutError
 
 logger = logging.getLogger(__name__)
 

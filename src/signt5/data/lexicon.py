@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import PoseDataError
+from ..errors import PoseDataError
 
 logger = logging.getLogger(__name__)
 

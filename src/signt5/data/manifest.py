@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LayoutError, PoseDataError
+from ..errors import LayoutError, PoseDataError
 from .layout import HOLISTIC_FACE, HOLISTIC_WORLD, OPENPOSE_FACE, KeypointLayout, known_layouts, layout_by_name
 from .sample import PoseSample
 

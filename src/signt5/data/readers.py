@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import LayoutError, PoseDataError, UnsafePickleError
+from ..errors import LayoutError, PoseDataError, UnsafePickleError
 from .layout import KeypointLayout, layout_by_name, layout_for_count
 from .sample import PoseSample, sample_from_array, select_person
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import PoseDataError
+from ..errors import PoseDataError
 from .layout import KeypointLayout
 
 logger = logging.getLogger(__name__)

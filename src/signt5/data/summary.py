@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SignT5Error
 from .dataset import DataConfig, SampleLoader
-from .errors import SignT5Error
 from .manifest import read_manifest
 
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import PoseDataError, SignT5Error, VideoError
+from ..errors import PoseDataError, SignT5Error, VideoError
 from .holistic import HolisticRunner, describe_backend, frame_rows, holistic_header
 from .manifest import ManifestEntry, read_manifest, write_manifest
 from .readers import read_pose_file

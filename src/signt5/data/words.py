@@ -30,7 +30,7 @@ from functools import lru_cache
 from itertools import zip_longest
 from typing import Callable, Iterable
 
-from .errors import SignT5Error
+from ..errors import SignT5Error
 from .lexicon import FingerspellingLexicon, LetterClip, fold_text
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from signt5.data.dataset import pad_batch
+from signt5.data.item import PoseItem, pose_item
 from signt5.data.sampler import BucketBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,10 @@ def autocast_for(device: torch.device):
 
 
 @torch.no_grad()
-def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size: int = 16, num_beams: int = 1,
+def generate_texts(model: Any, tokenizer: Any, items: Sequence[PoseItem], batch_size: int = 16, num_beams: int = 1,
                    max_new_tokens: int = 64, progress: Callable[[int], None] | None = None,
                    decoding: str | None = None, ctc_weight: float | None = None) -> tuple[list[str], float]:
-    """Decode every item (``{"pose", "mask", "sign_language", ...}``); returns texts in input order and samples/s.
+    """Decode every item (its pose, mask and sign language); returns texts in input order and samples/s.
 
     Items are sorted by length into batches so little time goes to padding. ``decoding`` (default: the
     model's own) is ``attention`` (``generate()``, greedy or beam), ``ctc`` (greedy CTC on the encoder) or
@@ -48,7 +49,8 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[dict], batch_size
     outputs: list[str] = [""] * len(items)
     start = time.perf_counter()
     for indices in BucketBatchSampler(lengths, batch_size, shuffle=False):
-        batch = pad_batch([{**items[i], "label": "", "id": str(i)} for i in indices])
+        batch = pad_batch([pose_item(str(i), items[i]["pose"], items[i]["mask"], sign_language=items[i]["sign_language"])
+                           for i in indices])
         batch["labels"] = None
         inputs = model_inputs(batch, model.config, None, device)
         with autocast_for(device):

@@ -1,19 +1,4 @@
-"""Evaluation: translation metrics (sacrebleu BLEU/chrF, ROUGE-L, WER, CER, exact match) per sign language."""
+"""Evaluation: a trained model scored on manifest splits, overall and per sign language, with result files.
 
-from .metrics import (
-    LOWER_IS_BETTER,
-    METRIC_NAMES,
-    MetricReport,
-    MetricsError,
-    character_error_rate,
-    compute_metrics,
-    edit_distance,
-    exact_match,
-    rouge_l,
-    word_error_rate,
-)
-
-__all__ = [
-    "LOWER_IS_BETTER", "METRIC_NAMES", "MetricReport", "MetricsError", "character_error_rate", "compute_metrics",
-    "edit_distance", "exact_match", "rouge_l", "word_error_rate",
-]
+The metrics themselves are in :mod:`signt5.decoding.metrics`, below training, which scores dev with them too.
+"""

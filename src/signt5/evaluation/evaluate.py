@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import SignT5Error
 from ..data.manifest import check_labels, read_manifest
 from ..decoding.generate import joint_ctc_weight
-from ..inference import Predictor
-from .metrics import MetricReport, compute_metrics
+from ..decoding.metrics import MetricReport, compute_metrics
+from ..decoding.predictor import Predictor
+from ..errors import SignT5Error
 
 logger = logging.getLogger(__name__)
 

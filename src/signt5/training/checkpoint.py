@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from signt5.data.errors import SignT5Error
+from signt5.errors import SignT5Error
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What the training loop does when something goes wrong mid-run: out of memory, non-finite gradients, no disk.
 
-Each helper turns a raw fault into a :class:`~signt5.training.trainer.TrainingError` that says what
+Each helper turns a raw fault into a :class:`~signt5.errors.TrainingError` that says what
 happened and which option changes it, so a run that must stop does so with a message, never with
 NaN weights or a bare allocator traceback.
 """
@@ -16,16 +16,12 @@ from typing import Any, Iterator
 
 import torch
 
+from signt5.errors import TrainingError
+
 logger = logging.getLogger(__name__)
 
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "defaultcpuallocator: can't allocate",
                 "failed to allocate")
-
-
-def _training_error(message: str) -> Exception:
-    from .trainer import TrainingError  # the loop's own error; imported late, the trainer imports this module
-
-    return TrainingError(message)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -62,7 +58,7 @@ def named_out_of_memory(batch: dict[str, Any], config: Any, device: Any = None) 
             raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        raise _training_error(out_of_memory_message(batch, config, device)) from None
+        raise TrainingError(out_of_memory_message(batch, config, device)) from None
 
 
 def clip_or_skip(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any, config: Any,
@@ -89,7 +85,7 @@ def note_nonfinite(state: Any, config: Any, what: str, ids: list[str]) -> None:
                    state.nonfinite_in_a_row, shown)
     if state.nonfinite_in_a_row >= config.max_nonfinite_steps:
         plural = what + ("es" if what.endswith("s") else "s")
-        raise _training_error(f"{state.nonfinite_in_a_row} non-finite {plural} in a row at step {state.global_step}:"
+        raise TrainingError(f"{state.nonfinite_in_a_row} non-finite {plural} in a row at step {state.global_step}:"
                               " stopping (lower --lr, or look at the samples logged above); the last checkpoint is "
                               "kept and holds finite weights")
 
@@ -102,7 +98,7 @@ def ensure_writable(folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise _training_error(f"output folder {folder} is not writable ({e.strerror or e}); choose another "
+        raise TrainingError(f"output folder {folder} is not writable ({e.strerror or e}); choose another "
                               "--output_dir or free/fix it") from None
 
 

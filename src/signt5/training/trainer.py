@@ -1,8 +1,7 @@
 """The training loop for both stages, single- or multi-process (torchrun + DDP), resumable step for step.
 
-Stage 1 (``pretrain``) aligns pooled pose and text embeddings with InfoNCE; stage 2
-(``finetune``) trains pose encoder + UMT5 decoder to generate the target. A run folder
-holds ``checkpoint-last`` (with optimiser, scheduler, RNG and data position),
+What a stage decides (its model, loss and dev score) is its recipe's (``recipes.py``); the loop is the
+same for both. A run folder holds ``checkpoint-last`` (with optimiser, scheduler, RNG and data position),
 ``checkpoint-best`` (best dev score), ``train_config.json``, ``train_log.jsonl`` and
 TensorBoard logs under ``runs/``.
 """
@@ -23,28 +22,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
 from signt5.data.dataset import pad_batch
-from signt5.data.errors import SignT5Error
 from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
+from signt5.errors import TrainingError
+from signt5.models.loading import load_run_model
 from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
 from .config import TrainConfig
-from .model_setup import build_model, load_run_model, model_class
-from .steps import evaluate_dev, training_loss
+from .distributed import Distributed, init_distributed
+from .recipes import DevResult, recipe_for
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingError(SignT5Error):
-    """A run that cannot go on (diverged, no data); the last good checkpoint is kept."""
 
 
 @dataclass
@@ -61,46 +56,6 @@ class RunState:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-    def any(self, flag: bool) -> bool:
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def init_distributed() -> Distributed:
-    """Read torchrun's environment; gloo on CPU, NCCL on GPUs. One process without torchrun."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return Distributed(rank, world_size, local_rank, device)
 
 
 def _seed_everything(seed: int) -> None:
@@ -185,6 +140,7 @@ class _Run:
 
     def __init__(self, config: TrainConfig, env: Distributed):
         self.config, self.env = config, env
+        self.recipe = recipe_for(config.stage)
         self.out = Path(config.output_dir)
         self.last_dir = self.out / "checkpoint-last"
         resume_from = ckpt.find_checkpoint(self.last_dir) if config.resume else None
@@ -206,12 +162,12 @@ class _Run:
         self.train_data, self.dev_data = _prepare_data(config, env)
         self.skipped = self.train_data.skipped + (self.dev_data.skipped if self.dev_data else [])
         if resume_from is not None:
-            self.model, self.tokenizer = load_run_model(resume_from, model_class(config.stage))
+            self.model, self.tokenizer = load_run_model(resume_from, self.recipe.model_class)
             logger.info("resuming from %s", resume_from)
         else:
             languages = sorted({e.sign_language for e in self.train_data.entries if e.sign_language})
-            self.model, self.tokenizer = build_model(config, languages,
-                                                     ctc_units_for(self.train_data.entries, config.target))
+            self.model, self.tokenizer = self.recipe.build_model(
+                config, languages, ctc_units_for(self.train_data.entries, config.target))
         self.model.to(env.device)
         n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         (logger.info if env.main else logger.debug)(
@@ -237,7 +193,6 @@ class _Run:
 
         self.writer = _tensorboard(self.out / "runs") if env.main else None
         self.progress = _progress(env.main, total_steps, self.state.global_step)
-        self.lower_is_better = config.stage == "finetune"  # finetune: CER; pretrain: retrieval accuracy
         self.workers = config.num_workers
         if self.workers < 0:
             self.workers = (min(4, max(0, (os.cpu_count() or 1) // env.world_size - 1))
@@ -324,7 +279,7 @@ class _Run:
         env, config = self.env, self.config
         no_sync = self.ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
         with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
-            loss = training_loss(self.ddp_model, self.model, batch, self.tokenizer, config, env.device)
+            loss = self.recipe.loss(self.ddp_model, self.model, batch, self.tokenizer, config, env.device)
         if env.any(not bool(torch.isfinite(loss))):
             self.optimizer.zero_grad(set_to_none=True)
             faults.note_nonfinite(self.state, config, "loss", batch["ids"])  # raises after max_nonfinite_steps
@@ -356,19 +311,22 @@ class _Run:
     def _evaluate(self, record: dict[str, Any], epoch_done: bool) -> str | None:
         """Dev metrics into ``record``; keeps the best checkpoint; 'early_stopping' when patience ran out."""
         env, state, config = self.env, self.state, self.config
-        metrics, score, examples = (evaluate_dev(self.model, self.tokenizer, self.dev_data, config, env.device)
-                                    if env.main else ({}, 0.0, []))
-        record.update(metrics)
-        improved = env.main and _is_better(score, state.best_score, self.lower_is_better)
+        dev = (self.recipe.evaluate_dev(self.model, self.tokenizer, self.dev_data, config, env.device)
+               if env.main else DevResult({}, 0.0))
+        if dev.decoding is not None:
+            # the decoding that scored best on dev is the one this model's checkpoints (best and last) decode with
+            self.model.config.decoding = dev.decoding
+        record.update(dev.metrics)
+        improved = env.main and _is_better(dev.score, state.best_score, self.recipe.lower_is_better)
         if env.main:
             logger.info("epoch %d step %d: dev %s", state.epoch, state.global_step,
-                        ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+                        ", ".join(f"{k} {v:.2f}" for k, v in dev.metrics.items()))
             if self.writer is not None:
-                for k, v in metrics.items():
+                for k, v in dev.metrics.items():
                     self.writer.add_scalar(f"dev/{k}", v, state.global_step)
-                self.writer.add_text("dev/examples", "\n\n".join(examples), state.global_step)
+                self.writer.add_text("dev/examples", "\n\n".join(dev.examples), state.global_step)
         if improved:
-            state.best_score, state.bad_epochs = score, 0
+            state.best_score, state.bad_epochs = dev.score, 0
         elif epoch_done:
             state.bad_epochs += 1
         if env.any(improved):

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..data.errors import SignT5Error
+from ..errors import SignT5Error
 
 logger = logging.getLogger(__name__)
 

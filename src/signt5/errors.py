@@ -1,4 +1,4 @@
-"""The project's own errors: each names the file (and sample) it is about."""
+"""The project's own errors, below every other layer: each names the file (and sample) it is about."""
 
 from __future__ import annotations
 
@@ -39,3 +39,7 @@ class VideoError(PoseDataError):
 
 class MissingDependencyError(SignT5Error, ImportError):
     """An optional package that a command needs is not installed; the message says how to install it."""
+
+
+class TrainingError(SignT5Error):
+    """A run that cannot go on (diverged, no data, out of memory); the last good checkpoint is kept."""

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from signt5.data.errors import SignT5Error
-from signt5.evaluation import (
+from signt5.errors import SignT5Error
+from signt5.decoding.metrics import (
     METRIC_NAMES,
     MetricsError,
     character_error_rate,

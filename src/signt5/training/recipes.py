@@ -1,0 +1,212 @@
+"""One object per training stage: everything that differs between stage 1 (contrastive) and stage 2 (generation).
+
+The trainer asks its recipe for the model, the loss of a micro-batch, the dev evaluation and which way the dev
+score is better, and never which stage it runs (as in open_clip's and torchtune's recipes). Stage 1
+(``pretrain``) aligns pooled pose and text embeddings with InfoNCE; stage 2 (``finetune``) trains the pose
+encoder and the UMT5 decoder to generate the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from signt5.data.cache import PreparedSamples
+from signt5.data.dataset import pad_batch
+from signt5.data.item import PoseItem
+from signt5.decoding.generate import autocast_for, generate_texts, joint_ctc_weight
+from signt5.decoding.metrics import compute_metrics
+from signt5.models.contrastive import SignT5ForContrastivePretraining
+from signt5.models.loading import load_pose_encoder
+from signt5.models.modeling import SignT5ForConditionalGeneration, build_config, model_inputs
+from signt5.models.pose_encoder import PoseEncoderConfig
+from signt5.models.text import load_tokenizer, pretrained_umt5_dir, umt5_config
+
+from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DevResult:
+    """A dev evaluation: metrics, the score that picks the best checkpoint, a few decoded examples, and (stage 2)
+    the decoding that scored best, which the trainer writes into the model's config."""
+
+    metrics: dict[str, float]
+    score: float
+    examples: list[str] = field(default_factory=list)
+    decoding: str | None = None
+
+
+class Recipe:
+    """What a stage decides; building the model (around a local pretrained UMT5, else from scratch) is shared."""
+
+    stage: str
+    model_class: type
+    lower_is_better: bool  # of the dev score
+
+    def build_model(self, config: TrainConfig, sign_languages: Sequence[str],
+                    ctc_units: Sequence[str] | None = None) -> tuple[Any, Any]:
+        """A fresh model and its tokenizer for this stage."""
+        pose_config = PoseEncoderConfig.from_json(config.pose_config)
+        languages = list(sign_languages) if config.sign_language_conditioning else []
+        pretrained = pretrained_umt5_dir(config.umt5_dir)
+        tokenizer = load_tokenizer(pretrained)
+        options = self.model_options(config, languages, ctc_units, pretrained)
+        if pretrained is not None:
+            model = self.model_class.from_umt5(pretrained, pose_config, config.data, languages, config.target,
+                                               **options)
+        else:
+            text = umt5_config(config.text_config, vocab_size=len(tokenizer))
+            model = self.model_class(build_config(pose_config, text, config.data, languages, config.target,
+                                                  **options))
+        self.initialise(model, config, pretrained)
+        return model, tokenizer
+
+    def model_options(self, config: TrainConfig, languages: list[str], ctc_units: Sequence[str] | None,
+                      pretrained: Path | None) -> dict[str, Any]:
+        """This stage's settings of the model config, beyond the pose encoder, data, languages and target."""
+        return {}
+
+    def initialise(self, model: Any, config: TrainConfig, pretrained: Path | None) -> None:
+        """Anything done to a freshly built model before training (e.g. weights from an earlier stage)."""
+
+    def loss(self, forward_model: torch.nn.Module, model: Any, batch: dict, tokenizer: Any, config: TrainConfig,
+             device: torch.device) -> torch.Tensor:
+        """One micro-batch's loss; ``forward_model`` may be the DDP wrapper of ``model``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate_dev(self, model: Any, tokenizer: Any, data: PreparedSamples, config: TrainConfig,
+                     device: torch.device) -> DevResult:
+        """Score the dev samples in eval mode; the model goes back to the mode it was in."""
+        was_training = model.training
+        model.eval()
+        try:
+            return self.dev_result(model, tokenizer, data.items(config.target), config, device)
+        finally:
+            model.train(was_training)
+
+    def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
+                   device: torch.device) -> DevResult:
+        raise NotImplementedError
+
+
+class ContrastiveRecipe(Recipe):
+    """Stage 1: InfoNCE between pooled pose and text embeddings; dev score = retrieval top-1 accuracy."""
+
+    stage = "pretrain"
+    model_class = SignT5ForContrastivePretraining
+    lower_is_better = False
+
+    def initialise(self, model: Any, config: TrainConfig, pretrained: Path | None) -> None:
+        if pretrained is not None:
+            logger.info("stage 1: text tower = pretrained UMT5 encoder from %s, frozen", pretrained)
+        else:
+            logger.info("stage 1: no pretrained UMT5 in %s, so both towers train from scratch (CLIP-style); "
+                        "aligning to a frozen random text encoder would align to noise", config.umt5_dir)
+
+    def loss(self, forward_model: torch.nn.Module, model: Any, batch: dict, tokenizer: Any, config: TrainConfig,
+             device: torch.device) -> torch.Tensor:
+        inputs = model_inputs(batch, model.config, None, device)
+        inputs.update(_text_inputs(tokenizer, batch["labels"], device, config.max_target_length))
+        return forward_model(**inputs).loss
+
+    def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
+                   device: torch.device) -> DevResult:
+        pose_embs, text_embs = [], []
+        for start in range(0, len(items), config.eval_batch_size):
+            batch = pad_batch(items[start:start + config.eval_batch_size])
+            inputs = model_inputs(batch, model.config, None, device)
+            inputs.update(_text_inputs(tokenizer, batch["labels"], device, config.max_target_length))
+            with autocast_for(device):
+                out = model(**inputs)
+            pose_embs.append(out.pose_embeds.float())
+            text_embs.append(out.text_embeds.float())
+        pose, text = torch.cat(pose_embs), torch.cat(text_embs)
+        similarity = pose @ text.t()  # (N, N)
+        labels = [item["label"] for item in items]
+        same = torch.tensor([[a == b for b in labels] for a in labels], device=similarity.device)
+        pose_to_text = same[torch.arange(len(items)), similarity.argmax(1)].float().mean().item()
+        text_to_pose = same[similarity.argmax(0), torch.arange(len(items))].float().mean().item()
+        metrics = {"retrieval_top1": 50.0 * (pose_to_text + text_to_pose), "pose_to_text_top1": 100 * pose_to_text,
+                   "text_to_pose_top1": 100 * text_to_pose}
+        return DevResult(metrics, metrics["retrieval_top1"])
+
+
+class GenerationRecipe(Recipe):
+    """Stage 2: pose encoder + UMT5 decoder with the hybrid CTC/attention loss; dev score = the best decoding's CER."""
+
+    stage = "finetune"
+    model_class = SignT5ForConditionalGeneration
+    lower_is_better = True
+
+    def model_options(self, config: TrainConfig, languages: list[str], ctc_units: Sequence[str] | None,
+                      pretrained: Path | None) -> dict[str, Any]:
+        """``ctc_units`` ("language:letter" classes of the training labels) replace token ids as CTC classes
+        when ``config.ctc_classes`` is ``letters``, the target a gloss, the vocabulary bytes and the sign
+        language known; otherwise CTC runs over the tokenizer's ids."""
+        options: dict[str, Any] = {
+            "ctc_weight": config.ctc_weight, "decoder_memory": config.decoder_memory,
+            "guided_attention_weight": config.guided_attention_weight, "positions": config.positions,
+            "guided_attention": config.guided_attention,
+            "memory_spelling": config.memory_spelling and config.ctc_weight > 0 and config.decoder_memory == "frames",
+            "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder}
+        if (config.ctc_classes == "letters" and ctc_units and languages and pretrained is None
+                and config.target == "gloss"):
+            options["ctc_units"] = list(ctc_units)
+        return options
+
+    def initialise(self, model: Any, config: TrainConfig, pretrained: Path | None) -> None:
+        if config.init_from:  # the pose encoder of a stage-1 run
+            load_pose_encoder(model, config.init_from)
+
+    def loss(self, forward_model: torch.nn.Module, model: Any, batch: dict, tokenizer: Any, config: TrainConfig,
+             device: torch.device) -> torch.Tensor:
+        inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
+        return forward_model(**inputs).loss
+
+    def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
+                   device: torch.device) -> DevResult:
+        """Every decoding the model has (attention; with a CTC head also CTC and joint) scored on dev; the
+        lowest CER wins, and its metrics and examples are the result."""
+        refs = [item["label"] for item in items]
+        has_ctc = getattr(model, "ctc_head", None) is not None
+        decodings = ["attention"] + (["ctc", "joint"] if has_ctc else [])
+        results = {}
+        for decoding in decodings:  # joint: same beams, the checkpoint's CTC weight (ESPnet's 0.3 by default)
+            hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,
+                                         config.max_target_length, decoding=decoding,
+                                         ctc_weight=joint_ctc_weight(model.config))
+            results[decoding] = (compute_metrics(refs, hyps), hyps, speed)
+        best = min(decodings, key=lambda d: results[d][0].overall["cer"])
+        report, hyps, speed = results[best]
+        metrics = {k: report.overall[k] for k in ("cer", "wer", "bleu4", "chrf", "exact_match")}
+        metrics.update({f"cer_{d}": results[d][0].overall["cer"] for d in decodings})
+        metrics.update({f"samples_per_second_{d}": results[d][2] for d in decodings})
+        metrics["samples_per_second"] = speed
+        examples = [f"[{best}] {r}  ->  {h}" for r, h in list(zip(refs, hyps))[:8]]
+        return DevResult(metrics, metrics["cer"], examples, decoding=best)
+
+
+RECIPES: dict[str, Recipe] = {"pretrain": ContrastiveRecipe(), "finetune": GenerationRecipe()}
+
+
+def recipe_for(stage: str) -> Recipe:
+    """The recipe of ``TrainConfig.stage`` (``pretrain`` or ``finetune``)."""
+    return RECIPES[stage]
+
+
+def build_model(config: TrainConfig, sign_languages: Sequence[str],
+                ctc_units: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """A fresh model and tokenizer for ``config.stage``."""
+    return recipe_for(config.stage).build_model(config, sign_languages, ctc_units)
+
+
+def _text_inputs(tokenizer: Any, texts: list[str], device: torch.device, max_length: int) -> dict[str, torch.Tensor]:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}

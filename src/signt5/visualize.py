@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 import numpy as np
 
 from .errors import PoseDataError, SignT5Error
+from .data.layout import component_part
 from .data.normalize import to_pixel_space
 from .data.readers import load_sample
 from .data.sample import PoseSample
@@ -81,19 +82,10 @@ class _Scene:
 
 
 def component_group(name: str) -> str | None:
-    """Which checkbox a component belongs to; None for world landmarks (metres, never drawn)."""
-    lowered = name.lower()
-    if "world" in lowered:
-        return None
-    if "hand" in lowered and "left" in lowered:
-        return "left_hand"
-    if "hand" in lowered and "right" in lowered:
-        return "right_hand"
-    if "face" in lowered:
-        return "face"
-    if "pose" in lowered or "body" in lowered:
-        return "body"
-    return "other"
+    """Which checkbox a component belongs to (its part, ``component_part``); None for world landmarks (metres,
+    never drawn)."""
+    part = component_part(name)
+    return None if part == "world" else part
 
 
 def sample_label(sample: PoseSample) -> str | None:

@@ -64,3 +64,26 @@ def test_default_preset_gives_the_same_points_for_every_holistic_variant(name):
 def test_openpose_presets():
     out = prepare_sample(make_sample("openpose_137"), DataConfig(components="hands"))
     assert out.coords.shape[1] == len(OPENPOSE_UPPER_BODY) + 2 * 21
+
+
+def test_one_rule_says_which_part_a_component_is():
+    """The encoder, the hand lookups and the player all ask ``component_part``: known names and name words."""
+    from signt5.data.layout import component_part
+    from signt5.models.pose_encoder import BODY, FACE, LEFT_HAND, RIGHT_HAND, SkeletonGraph
+    from signt5.visualize import component_group
+
+    expected = {"LEFT_HAND_LANDMARKS": "left_hand", "hand_right_keypoints_2d": "right_hand",
+                "FACE_LANDMARKS": "face", "face_keypoints_2d": "face", "POSE_LANDMARKS": "body",
+                "pose_keypoints_2d": "body", "POSE_WORLD_LANDMARKS": "world", "left_hand_custom": "left_hand",
+                "TAIL": "other"}
+    assert {name: component_part(name) for name in expected} == expected
+    layout = layout_by_name("holistic_586")
+    graph = SkeletonGraph(layout)
+    ids = {"body": BODY, "left_hand": LEFT_HAND, "right_hand": RIGHT_HAND, "face": FACE, "world": BODY}
+    for comp in layout.components:
+        part = component_part(comp.name)
+        assert set(graph.part_ids[layout.component_slice(comp.name)].tolist()) == {ids[part]}
+        assert component_group(comp.name) == (None if part == "world" else part)
+    left, right = layout.hand_slices()
+    assert (left, right) == (layout.component_slice("LEFT_HAND_LANDMARKS"),
+                             layout.component_slice("RIGHT_HAND_LANDMARKS"))

@@ -37,6 +37,29 @@ _SHOULDER_NAMES = (
 )
 _LEFT_HAND_NAMES = (HOLISTIC_LEFT_HAND, OPENPOSE_LEFT_HAND, "LEFT_HAND")
 _RIGHT_HAND_NAMES = (HOLISTIC_RIGHT_HAND, OPENPOSE_RIGHT_HAND, "RIGHT_HAND")
+PARTS = ("body", "left_hand", "right_hand", "face", "world", "other")
+
+
+def component_part(name: str) -> str:
+    """Which part of the signer a component is, one of ``PARTS``: the one rule the pose encoder, the hand
+    lookups (gap filling, mirroring, augmentation) and the player share. Known names first, then the name's
+    words, so a custom ``.pose`` skeleton's ``left_hand`` or ``face_contour`` is recognised too."""
+    if name in _LEFT_HAND_NAMES:
+        return "left_hand"
+    if name in _RIGHT_HAND_NAMES:
+        return "right_hand"
+    lowered = name.lower()
+    if "world" in lowered:
+        return "world"  # MediaPipe's metric landmarks: a body, not in image coordinates
+    if "hand" in lowered and "left" in lowered:
+        return "left_hand"
+    if "hand" in lowered and "right" in lowered:
+        return "right_hand"
+    if "face" in lowered:
+        return "face"
+    if "pose" in lowered or "body" in lowered:
+        return "body"
+    return "other"
 
 
 @dataclass(frozen=True)
@@ -117,8 +140,9 @@ class KeypointLayout:
 
     def hand_slices(self) -> list[slice]:
         """Slices of the hand components present (left first); used to spot undetected hands."""
-        names = [n for n in _LEFT_HAND_NAMES + _RIGHT_HAND_NAMES if n in self.component_names]
-        return [self.component_slice(n) for n in names]
+        parts = [component_part(n) for n in self.component_names]
+        return [self.component_slice(n) for side in ("left_hand", "right_hand")
+                for n, part in zip(self.component_names, parts) if part == side]
 
     def select(self, spec: Mapping[str, Sequence[str] | None]) -> tuple["KeypointLayout", np.ndarray]:
         """Keep the named components (and, where a list is given, only those points).

@@ -19,18 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from signt5.data.layout import (HOLISTIC_FACE, HOLISTIC_LEFT_HAND, HOLISTIC_RIGHT_HAND, OPENPOSE_FACE,
-                                OPENPOSE_LEFT_HAND, OPENPOSE_RIGHT_HAND, KeypointLayout)
+from signt5.data.layout import KeypointLayout, component_part
 
 logger = logging.getLogger(__name__)
 
 BODY, LEFT_HAND, RIGHT_HAND, FACE = 0, 1, 2, 3
 PART_NAMES = ("body", "left_hand", "right_hand", "face")
-_PART_OF_COMPONENT = {
-    HOLISTIC_LEFT_HAND: LEFT_HAND, OPENPOSE_LEFT_HAND: LEFT_HAND, "LEFT_HAND": LEFT_HAND,
-    HOLISTIC_RIGHT_HAND: RIGHT_HAND, OPENPOSE_RIGHT_HAND: RIGHT_HAND, "RIGHT_HAND": RIGHT_HAND,
-    HOLISTIC_FACE: FACE, OPENPOSE_FACE: FACE, "FACE": FACE,
-}  # any other component (body, world landmarks) counts as body
+_PART_IDS = {"left_hand": LEFT_HAND, "right_hand": RIGHT_HAND, "face": FACE}  # any other part counts as body
 FACE_POOLING = ("mean", "subset", "none")
 DOWNSAMPLE = ("conv", "pool", "none")
 ARCHITECTURES = ("gcn_rope", "youtube_asl")  # ours | the peer: flattened points -> linear -> UMT5 encoder (peer.py)
@@ -164,7 +159,7 @@ class SkeletonGraph:
         self.adjacency = torch.from_numpy(d_inv_sqrt[:, None] * adjacency * d_inv_sqrt[None, :])  # (K, K)
         parts = np.full(k, BODY, dtype=np.int64)
         for comp in layout.components:
-            parts[layout.component_slice(comp.name)] = _PART_OF_COMPONENT.get(comp.name, BODY)
+            parts[layout.component_slice(comp.name)] = _PART_IDS.get(component_part(comp.name), BODY)
         self.part_ids = torch.from_numpy(parts)  # (K,)
         self._on_device: dict[tuple, torch.Tensor] = {}
 

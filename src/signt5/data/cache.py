@@ -1,15 +1,22 @@
-"""Pre-computed model input: read and normalise every sample once, then serve arrays from memory.
+"""Pre-computed model input: read and normalise every sample once, then serve arrays memory-mapped.
 
 Reading a ``.pose`` file and normalising it costs ~3 ms; an epoch of augmentation and
 batching on top of cached arrays costs a fraction of that, so training never waits on
 parsing. The cache lives next to the manifest, keyed by a fingerprint of the manifest
 rows, the files' sizes and times, and the :class:`DataConfig`; it is rebuilt when any
 of them changes. Samples that cannot be read are skipped and listed in ``skipped``.
+
+Format: numpy memory maps (flat ``coords.bin`` float32 and ``mask.bin`` bool, shapes in ``meta.json``, sample
+offsets in ``offsets.npy``), written one sample at a time. Plain files every numpy reads, with no dependency
+beyond numpy; the pages are loaded on demand and shared by the processes of a node, so memory does not grow
+with the corpus. Hugging Face ``datasets`` (Arrow) would do the same with a heavier dependency and a
+per-sample conversion from its rows back to arrays.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -28,7 +35,7 @@ from .manifest import ManifestEntry
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: flat, memory-mapped coords.bin / mask.bin written sample by sample
 
 
 @dataclass
@@ -97,19 +104,45 @@ def _fingerprint(entries: Sequence[ManifestEntry], config: DataConfig) -> str:
 
 def prepare_all(entries: Sequence[ManifestEntry], config: DataConfig, cache_dir: str | Path | None = None
                 ) -> PreparedSamples:
-    """Load (from cache when fresh) the normalised arrays of ``entries``; bad samples are skipped and listed."""
+    """Load (from cache when fresh) the normalised arrays of ``entries``; bad samples are skipped and listed.
+
+    With ``cache_dir`` the arrays are written sample by sample to flat files and read back memory-mapped, so
+    neither building nor training holds the corpus in memory, and processes on one node share its pages.
+    """
     key = _fingerprint(entries, config)
     folder = Path(cache_dir) / key if cache_dir else None
     if folder is not None and (folder / "meta.json").exists():
-        meta = json.loads((folder / "meta.json").read_text())
-        kept = set(meta["ids"])
-        by_id = [e for e in entries if e.id in kept]
         logger.info("using pre-computed samples in %s", folder)
-        return PreparedSamples(by_id, np.load(folder / "coords.npy"), np.load(folder / "mask.npy"),
-                               np.load(folder / "offsets.npy"), [slice(a, b) for a, b in meta["hand_slices"]],
-                               meta["skipped"])
+        return _open(entries, folder)
+    if folder is None:
+        return _prepare_in_memory(entries, config)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with (tmp / "coords.bin").open("wb") as coords_file, (tmp / "mask.bin").open("wb") as mask_file:
+            kept, lengths, skipped, shape, hand_slices = _stream(entries, config, coords_file, mask_file)
+        np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        meta = {"ids": [e.id for e in kept], "skipped": skipped, "point_shape": list(shape),
+                "hand_slices": [[sl.start, sl.stop] for sl in hand_slices]}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process won the race: theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _open(entries, folder)
+
+
+def _stream(entries: Sequence[ManifestEntry], config: DataConfig, coords_file, mask_file
+            ) -> tuple[list[ManifestEntry], list[int], list[str], tuple[int, int], list[slice]]:
+    """Normalise each sample and append its (T, K, C) float32 coords and (T, K) mask to the files, one at a time."""
     loader = SampleLoader(config)
-    kept_entries, coords, masks, skipped = [], [], [], []
+    kept: list[ManifestEntry] = []
+    lengths: list[int] = []
+    skipped: list[str] = []
+    shape: tuple[int, int] | None = None  # (K, C) of the first good sample; the others must match
     hand_slices: list[slice] = []
     for entry in entries:
         try:
@@ -118,38 +151,43 @@ def prepare_all(entries: Sequence[ManifestEntry], config: DataConfig, cache_dir:
             skipped.append(f"{entry.id}: {e}")
             logger.warning("skipping sample %s: %s", entry.id, e)
             continue
-        if coords and sample.coords.shape[1:] != coords[0].shape[1:]:
+        if shape is not None and sample.coords.shape[1:] != shape:
             skipped.append(f"{entry.id}: {sample.coords.shape[1]} points x {sample.coords.shape[2]} coordinates "
-                           f"after selection, the others have {coords[0].shape[1:]}")
+                           f"after selection, the others have {shape}")
             continue
+        shape = shape or tuple(sample.coords.shape[1:])
         hand_slices = hand_slices or sample.layout.hand_slices()
-        kept_entries.append(entry)
-        coords.append(sample.coords)
-        masks.append(sample.mask)
-    if not kept_entries:
+        coords_file.write(np.ascontiguousarray(sample.coords, dtype=np.float32).tobytes())
+        mask_file.write(np.ascontiguousarray(sample.mask, dtype=bool).tobytes())
+        kept.append(entry)
+        lengths.append(sample.coords.shape[0])
+    if not kept:
         raise SignT5Error(f"none of the {len(entries)} samples could be read; first problems: {skipped[:3]}")
-    offsets = np.concatenate([[0], np.cumsum([c.shape[0] for c in coords])]).astype(np.int64)
-    prepared = PreparedSamples(kept_entries, np.concatenate(coords), np.concatenate(masks), offsets, hand_slices,
-                               skipped)
-    if folder is not None:
-        _save(prepared, folder)
-    return prepared
+    return kept, lengths, skipped, shape, hand_slices
 
 
-def _save(prepared: PreparedSamples, folder: Path) -> None:
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "coords.npy", prepared.coords)
-    np.save(tmp / "mask.npy", prepared.mask)
-    np.save(tmp / "offsets.npy", prepared.offsets)
-    meta = {"ids": [e.id for e in prepared.entries], "skipped": prepared.skipped,
-            "hand_slices": [[s.start, s.stop] for s in prepared.hand_slices]}
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process won the race: theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
+def _open(entries: Sequence[ManifestEntry], folder: Path) -> PreparedSamples:
+    """A cache folder's samples, memory-mapped read-only."""
+    meta = json.loads((folder / "meta.json").read_text())
+    kept = set(meta["ids"])
+    offsets = np.load(folder / "offsets.npy")
+    points, channels = meta["point_shape"]
+    frames = int(offsets[-1])
+    coords = np.memmap(folder / "coords.bin", dtype=np.float32, mode="r", shape=(frames, points, channels))
+    mask = np.memmap(folder / "mask.bin", dtype=bool, mode="r", shape=(frames, points))
+    return PreparedSamples([e for e in entries if e.id in kept], coords, mask, offsets,
+                           [slice(a, b) for a, b in meta["hand_slices"]], meta["skipped"])
+
+
+def _prepare_in_memory(entries: Sequence[ManifestEntry], config: DataConfig) -> PreparedSamples:
+    """Without a cache folder (evaluation, inference): the same arrays, held in memory."""
+    coords_file, mask_file = io.BytesIO(), io.BytesIO()
+    kept, lengths, skipped, (points, channels), hand_slices = _stream(entries, config, coords_file, mask_file)
+    frames = int(sum(lengths))
+    coords = np.frombuffer(coords_file.getbuffer(), dtype=np.float32).reshape(frames, points, channels)
+    mask = np.frombuffer(mask_file.getbuffer(), dtype=bool).reshape(frames, points)
+    return PreparedSamples(kept, coords, mask, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                           hand_slices, skipped)
 
 
 class PreparedDataset:

@@ -15,7 +15,8 @@ STAGES = ("pretrain", "finetune")
 # settings a --resume may change: how long and how often, not what a step sees or what the model is
 RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "epochs", "max_steps", "stop_after_steps", "patience",
                                "eval_every_epochs", "save_every_steps", "log_every_steps", "num_workers",
-                               "max_eval_samples", "eval_batch_size", "num_beams", "max_nonfinite_steps"})
+                               "max_eval_samples", "eval_batch_size", "num_beams", "max_nonfinite_steps",
+                               "malloc_mmap_threshold_kib"})
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # stop after this many non-finite losses in a row
     resume: bool = False
     log_every_steps: int = 10
+    malloc_mmap_threshold_kib: int = 1024  # freed tensors this large go back to the OS (glibc; 0: its default)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

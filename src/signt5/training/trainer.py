@@ -35,6 +35,7 @@ from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
+from .memory import limit_heap_retention
 from .config import TrainConfig
 from .distributed import Distributed, init_distributed
 from .recipes import DevResult, recipe_for
@@ -87,6 +88,7 @@ def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run a stage to the end (epochs, max_steps or early stopping); returns the final summary."""
+    limit_heap_retention(config.malloc_mmap_threshold_kib * 1024)
     env = init_distributed()
     if env.main:
         faults.ensure_writable(Path(config.output_dir))  # a clear error before the lock writes there

@@ -353,8 +353,8 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint-last")
     p.add_argument("--no_augment", action="store_true", help="switch off on-the-fly augmentation")
     p.add_argument("--augment_speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="time-stretch range of augmentation, >1 faster (default: %s, on a log scale: about 1.3-7 letters/s "
-                        "on the fingerspelling corpus)" % (d.augment.speed,))
+                   help="time-stretch range of augmentation, >1 faster (default: %s, on a log scale: about "
+                        "1.3-7 letters/s on the fingerspelling corpus)" % (d.augment.speed,))
     p.add_argument("--augment_speed_scale", choices=["linear", "log"], default=None,
                    help="draw the time-stretch factor uniformly on a linear or a log scale (default: %s)"
                         % d.augment.speed_scale)

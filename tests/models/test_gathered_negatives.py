@@ -32,6 +32,7 @@ def _rank(rank: int, store: str, results: str) -> None:
     gathered = gather_across_ranks(pose[local])
     if rank == 0:
         torch.save({"loss": loss.detach(), "grad": grad, "gathered": gathered}, results)
+    dist.barrier()  # both leave together: a rank tearing gloo down while the other still runs aborts it
     dist.destroy_process_group()
 
 

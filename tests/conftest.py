@@ -117,3 +117,24 @@ def speaking_model(tiny_model, tiny_corpus, tmp_path_factory):
     model.save_pretrained(out / "checkpoint-best")
     tokenizer.save_pretrained(out / "checkpoint-best")
     return out
+
+
+def build_recording_spellings(config) -> tuple[list, list[dict]]:
+    """Build a corpus, and per sample what ``spell_sequence`` gave it (the builder calls it once per sample)."""
+    from signt5.data import fingerspelling
+
+    calls = []
+    spell_sequence = fingerspelling.spell_sequence
+
+    def spy(words, rng, v, fps):
+        result = spell_sequence(words, rng, v, fps)
+        calls.append({"words": [len(w) for w in words], "fps": fps, "spans": result[2], "pauses": result[3],
+                      "frames": len(result[0]), "variation": v})
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fingerspelling, "spell_sequence", spy)
+        entries = fingerspelling.build_corpus(config)
+    assert len(calls) == len(entries)
+    return entries, calls
+

@@ -101,15 +101,19 @@ def _add_decoding(p: argparse.ArgumentParser) -> None:
                         "checkpoint's, else 0.3, ESPnet's; 0 = attention alone)")
 
 
-def _frames(value: str) -> int:
-    frames = int(value)
-    if frames < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {frames}")
-    return frames
+def _int_at_least(minimum: int, zero_means: str = ""):
+    """An argparse type: a whole number of at least ``minimum`` (``zero_means`` says what 0 does, if allowed)."""
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum}{zero_means} or more, got {number}")
+        return number
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
 
 
 def _add_data_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max_frames", type=_frames, default=None,
+    p.add_argument("--max_frames", type=_int_at_least(0, " (no limit)"), default=None,
                    help="longest model input, in frames after resampling to the model's frame rate; overrides "
                         "the checkpoint's data.max_frames for this call (0: no limit)")
     p.add_argument("--long_samples", choices=["crop", "window"], default=None,
@@ -119,7 +123,7 @@ def _add_data_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--handedness", choices=["right", "keep"], default=None,
                    help="'right' mirrors left-handed signing into the right-handed frame, 'keep' leaves it "
                         "(default: the checkpoint's data.handedness)")
-    p.add_argument("--fill_hand_gaps", type=_frames, default=None,
+    p.add_argument("--fill_hand_gaps", type=_int_at_least(0, " (off)"), default=None,
                    help="fill a hand missing for at most this many frames (0: off; default: the checkpoint's)")
 
 
@@ -177,7 +181,8 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.add_argument("--save_pose", default=None, metavar="DIR",
                    help="keep the videos' .pose files (and a manifest) in this folder")
-    p.add_argument("--workers", type=_workers, default=1, help="processes estimating poses of a folder of videos")
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="processes estimating poses of a folder of videos")
     _add_holistic_model(p)
     _add_decoding(p)
     _add_data_overrides(p)
@@ -255,13 +260,6 @@ def _predict_for_visualize(model_dir: str, sample) -> str:
     return Predictor.load(model_dir).predict_samples([sample])[0]
 
 
-def _workers(value: str) -> int:
-    workers = int(value)
-    if workers < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {workers}")
-    return workers
-
-
 def _add_holistic_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holistic_model", default=None, metavar="FILE",
                    help="a MediaPipe HolisticLandmarker .task file, run with the Tasks API (needed with mediapipe "
@@ -272,7 +270,7 @@ def _add_pose(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pose", help="MediaPipe Holistic poses of a video or a folder of videos: .pose files + manifest")
     p.add_argument("input", help="a video file, or a folder of videos (subfolders included)")
     p.add_argument("--output_dir", required=True, help="where the .pose files and manifest.csv go")
-    p.add_argument("--workers", type=_workers, default=1, help="parallel processes, each about one CPU core")
+    p.add_argument("--workers", type=_int_at_least(1), default=1, help="parallel processes, each about one CPU core")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose .pose file exists (default: skip)")
     p.add_argument("--sign_language", default="", help="ISO 639-3 code for the manifest's new rows, e.g. ase")
     _add_holistic_model(p)

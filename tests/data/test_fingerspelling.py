@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from signt5.data.dataset import DataConfig, PoseDataset, pad_batch
-from signt5.data import fingerspelling
-from signt5.data.fingerspelling import BASE_SPLITS, STRESS_SPLITS, CorpusConfig, build_corpus, spell_sequence
+from signt5.data.fingerspelling import BASE_SPLITS, STRESS_SPLITS, CorpusConfig, build_corpus
 from signt5.data.lexicon import fold_text
 from signt5.data.manifest import read_manifest
 from signt5.data.readers import read_pickle, read_pose_file
+
+from ..conftest import build_recording_spellings
 
 LANGUAGES = ["ase", "gss"]
 STRESS_SIZES = {f"{split}_words": 3 for split in STRESS_SPLITS}
@@ -143,18 +144,8 @@ def _stress_config(out, **sizes) -> CorpusConfig:
 @pytest.fixture(scope="module")
 def stress_corpus(tmp_path_factory):
     """A corpus with larger stress splits, and per sample the letter spans ``spell_sequence`` gave it."""
-    calls = []
-
-    def spy(words, rng, v, fps):
-        result = spell_sequence(words, rng, v, fps)
-        calls.append({"fps": fps, "spans": result[2], "variation": v})
-        return result
-
     out = tmp_path_factory.mktemp("stress")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fingerspelling, "spell_sequence", spy)
-        entries = build_corpus(_stress_config(out))
-    assert len(calls) == len(entries)
+    entries, calls = build_recording_spellings(_stress_config(out))
     return out, entries, calls, read_pickle(out / "data.pkl")
 
 

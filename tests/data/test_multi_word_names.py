@@ -15,6 +15,8 @@ from signt5.data.lexicon import LetterClip
 from signt5.data.readers import read_pose_file
 from signt5.data.words import MAX_NAME_LETTERS, _multi_word_places, _name_pools, candidate_names
 
+from ..conftest import build_recording_spellings
+
 LANGUAGES = ["gsg", "ukl"]
 SIZES = {"train": 12, "dev": 4, "test": 4, "test_shifted": 4, "test_slow": 4, "test_fast": 4, "test_flicker": 4,
          "test_left_handed": 4}
@@ -27,20 +29,9 @@ def _config(out: Path, seed: int = 0, **overrides) -> CorpusConfig:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """The corpus, and per sample what ``spell_sequence`` returned for it (the builder calls it once per sample)."""
-    calls = []
-
-    def spy(words, rng, v, fps):
-        result = spell_sequence(words, rng, v, fps)
-        calls.append({"words": [len(w) for w in words], "fps": fps, "spans": result[2], "pauses": result[3],
-                      "frames": len(result[0]), "variation": v})
-        return result
-
+    """The corpus, and per sample what ``spell_sequence`` returned for it."""
     out = tmp_path_factory.mktemp("names0")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fingerspelling, "spell_sequence", spy)
-        entries = build_corpus(_config(out))
-    assert len(calls) == len(entries)
+    entries, calls = build_recording_spellings(_config(out))
     return out, entries, calls
 
 

@@ -151,4 +151,6 @@ def test_log_scale_speed_draws_slowing_and_speeding_alike():
     with pytest.raises(ValueError, match="speed_scale"):
         AugmentConfig(speed_scale="cubic")
     assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).speed_scale == "linear"
+    partial = AugmentConfig.from_dict({"jitter": 0.01})  # a user's partial dict: the default range, its own scale
+    assert (partial.speed, partial.speed_scale) == (AugmentConfig().speed, "log")
 

@@ -50,7 +50,8 @@ class AugmentConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "AugmentConfig":
         fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
         fields.setdefault("flicker", 0.0)  # a config saved before flicker existed: resume it as it was
-        fields.setdefault("speed_scale", "linear")  # likewise (its speed range is saved with it)
+        if "speed" in fields:  # a saved range without its scale predates the scale: it was drawn linearly
+            fields.setdefault("speed_scale", "linear")
         return cls(**fields)
 
 

@@ -41,7 +41,7 @@ class MemorySpelling(nn.Module):
     def __init__(self, ctc_units: Sequence[str] | None, num_classes: int, d_model: int):
         super().__init__()
         self.units, self.num_classes = list(ctc_units or []), num_classes
-        table = unit_spelling_table(ctc_units, num_classes)
+        slots = max((len(u.split(":", 1)[-1].encode("utf-8")) for u in self.units), default=1)  # the table's J
         # derived from the config: built again at first use, since from_pretrained creates modules on the meta
         # device and leaves a non-persistent buffer uninitialised
         self._table: torch.Tensor | None = None
@@ -49,7 +49,7 @@ class MemorySpelling(nn.Module):
         # trains as it would without the spelling and learns how much to read of it (N(0, 0.02) put it at a
         # third of the memory's scale and slowed the decoder: BENCHMARKS.md). A Parameter, not Linear layers,
         # so transformers' generic initialisation leaves it at zero.
-        self.slot_weights = nn.Parameter(torch.zeros(table.shape[1], d_model, d_model))
+        self.slot_weights = nn.Parameter(torch.zeros(slots, d_model, d_model))
         self.blank = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, ctc_log_probs: torch.Tensor, token_embeddings: nn.Embedding) -> torch.Tensor:

@@ -154,8 +154,7 @@ class _Run:
                 raise TrainingError(f"--resume {self.out}: these settings differ from the run being resumed, and "
                                     f"exact resumption needs them unchanged: {'; '.join(changed)}. Put them back, "
                                     f"or start a new run in another --output_dir")
-        if env.main:
-            faults.ensure_writable(self.out)
+        if env.main:  # train() checked the folder is writable before locking it
             if resume_from is None:
                 _start_fresh(self.out)
             config.save(self.out / "train_config.json")

@@ -333,6 +333,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
                        ("warmup_ratio", float), ("eval_every_epochs", int), ("ctc_weight", float),
                        ("guided_attention_weight", float), ("decoder_gradient_to_encoder", float)):
         p.add_argument(f"--{name}", type=kind, default=None)
+    p.add_argument("--max_batch_frames", type=int, default=None,
+                   help="run a batch of more padded frames (samples x longest) in parts whose gradients add up, to "
+                        "bound memory; 0: never (default: %d; one process only)" % d.max_batch_frames)
     p.add_argument("--ctc_classes", choices=["letters", "tokens"], default=None,
                    help="stage 2 CTC classes: one per letter of each sign language (gloss target) or token ids")
     p.add_argument("--positions", choices=["ctc", "both_ends", "sinusoidal", "none"], default=None,
@@ -356,6 +359,10 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--augment_speed_scale", choices=["linear", "log"], default=None,
                    help="draw the time-stretch factor uniformly on a linear or a log scale (default: %s)"
                         % d.augment.speed_scale)
+    p.add_argument("--augment_speed_draw", choices=["bucketed", "batch", "sample"], default=None,
+                   help="when the time-stretch factor is drawn: per sample before batching, batches grouped by the "
+                        "stretched length (bucketed); one per batch; or per sample as it loads, which pads a batch "
+                        "to its slowest draw (default: %s)" % d.augment.speed_draw)
     p.add_argument("--augment_flicker", type=float, default=None,
                    help="chance per hand per frame that augmentation loses it for 1-3 frames (default: %s)"
                         % d.augment.flicker)
@@ -370,7 +377,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
     if args.data_dir or args.manifest:
         base["manifest"] = _manifest_arg(args)
     for name in ("output_dir", "pose_config", "text_config", "umt5_dir", "target", "epochs",
-                 "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "num_workers",
+                 "batch_size", "lr", "seed", "max_steps", "stop_after_steps", "grad_accum", "max_batch_frames",
+                 "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling"):
@@ -388,6 +396,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
         config.augment.speed = tuple(args.augment_speed)
     if args.augment_speed_scale is not None:
         config.augment.speed_scale = args.augment_speed_scale
+    if args.augment_speed_draw is not None:
+        config.augment.speed_draw = args.augment_speed_draw
     if args.augment_flicker is not None:
         config.augment.flicker = args.augment_flicker
     return config

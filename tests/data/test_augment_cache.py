@@ -108,6 +108,8 @@ def test_cache_matches_direct_loading_and_skips_broken(tmp_path, entries):
     again = prepare_all(entries, config, cache_dir=tmp_path / "cache")  # served from disk
     np.testing.assert_array_equal(again.coords, prepared.coords)
     assert again.skipped == prepared.skipped and [e.id for e in again.entries] == ["a", "c"]
+    assert again.layout == prepared.layout == direct.layout  # the prepared points' layout (mirror augmentation)
+    assert again.hand_slices == prepared.layout.hand_slices()
     other = prepare_all(entries, DataConfig(normalization="minmax"), cache_dir=tmp_path / "cache")
     assert not np.allclose(other.coords, prepared.coords)
     assert len(list((tmp_path / "cache").iterdir())) == 2
@@ -154,3 +156,46 @@ def test_log_scale_speed_draws_slowing_and_speeding_alike():
     partial = AugmentConfig.from_dict({"jitter": 0.01})  # a user's partial dict: the default range, its own scale
     assert (partial.speed, partial.speed_scale) == (AugmentConfig().speed, "log")
 
+
+
+def test_speeds_drawn_ahead_of_batching_group_samples_by_their_stretched_length(entries):
+    """Per-sample factors drawn at load time pad a batch to its slowest draw; drawn ahead (bucketed), the sampler
+    sees each sample's stretched length, and the sample loads at exactly that length."""
+    from signt5.data.sampler import BucketBatchSampler
+
+    prepared = prepare_all([entries[0]] * 8, DataConfig())
+    frames = len(prepared.get(0)[0])
+    still = dict(rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0, flicker=0)
+    ds = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(**still), seed=3)
+    lengths = ds.epoch_lengths()
+    assert len(set(lengths.tolist())) > 4 and np.array_equal(lengths, ds.epoch_lengths())  # reproducible
+    sampler = BucketBatchSampler(prepared.lengths(), 4, seed=0)
+    sampler.set_epoch(0, lengths)
+    batches = ds.with_speeds(list(sampler))
+    for batch in batches:
+        stretched = [len(ds[key]["pose"]) for key in batch]
+        assert stretched == [lengths[i] for i, _ in batch]
+        assert stretched == [round(frames / speed) for _, speed in batch]
+    # the two batches split the lengths: every length in one is at most every length in the other
+    low, high = sorted(([lengths[i] for i, _ in b] for b in batches), key=min)
+    assert max(low) <= min(high)
+    ds.set_epoch(1)
+    assert not np.array_equal(ds.epoch_lengths(), lengths)
+    per_batch = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(speed_draw="batch", **still))
+    assert np.array_equal(per_batch.epoch_lengths(), prepared.lengths())
+    for batch in per_batch.with_speeds([[0, 1, 2], [3, 4, 5]]):
+        assert len({speed for _, speed in batch}) == 1
+    per_sample = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(speed_draw="sample", **still))
+    assert per_sample.with_speeds([[0, 1, 2]]) == [[0, 1, 2]]
+    assert len({len(per_sample[i]["pose"]) for i in range(8)}) > 1
+
+
+def test_configs_saved_before_speeds_drawn_ahead_draw_them_at_load_time():
+    assert AugmentConfig().speed_draw == "bucketed"
+    assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).speed_draw == "sample"
+    with pytest.raises(ValueError, match="speed_draw"):
+        AugmentConfig(speed_draw="sometimes")
+    from signt5.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--augment_speed_draw", "batch"])
+    assert _train_config(args, "finetune", "out").augment.speed_draw == "batch"

@@ -254,3 +254,46 @@ def test_handedness_config():
     assert DataConfig.from_dict({"handedness": "keep"}).handedness == "keep"
     with pytest.raises(ValueError, match="handedness"):
         DataConfig(handedness="left")
+
+
+def _prepared(sample: PoseSample, drop_left: bool = False):
+    """A sample as the cache holds it: handedness-normalised, shoulder-normalised, the model's points selected."""
+    if drop_left:
+        mask = sample.mask.copy()
+        mask[:, sample.layout.hand_slices()[0]] = False
+        sample = sample.replace(mask=mask)
+    return prepare_sample(sample, DataConfig())
+
+
+def test_mirror_augmentation_mirrors_only_samples_no_hand_dominates():
+    """The handedness rule mirrors clear left-handers at every stage; a two-handed sample's mirror image is left as
+    it is there, so training sees it mirrored half the time. A one-handed sample never needs it."""
+    from signt5.data.augment import AugmentConfig, augment
+    from signt5.data.mirror import dominance_is_open
+
+    still = dict(speed=(1.0, 1.0), rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0, flicker=0,
+                 mirror=1.0)
+    two_handed = _prepared(make_sample("holistic_543", frames=20, seed=1))
+    one_handed = _prepared(make_sample("holistic_543", frames=20, seed=1), drop_left=True)
+    assert dominance_is_open(two_handed.coords, two_handed.mask, two_handed.layout)
+    assert not dominance_is_open(one_handed.coords, one_handed.mask, one_handed.layout)
+    hands = two_handed.layout.hand_slices()
+    coords, mask = augment(two_handed.coords, two_handed.mask, hands, np.random.default_rng(0),
+                           AugmentConfig(**still), layout=two_handed.layout)
+    expected, expected_mask = mirror_coords(two_handed.coords, two_handed.mask, two_handed.layout)
+    np.testing.assert_allclose(coords, expected, atol=1e-6)
+    np.testing.assert_array_equal(mask, expected_mask)
+    assert not np.allclose(coords, two_handed.coords)
+    coords, _ = augment(one_handed.coords, one_handed.mask, hands, np.random.default_rng(0), AugmentConfig(**still),
+                        layout=one_handed.layout)
+    np.testing.assert_allclose(coords, one_handed.coords, atol=1e-6)
+    unmirrored, _ = augment(two_handed.coords, two_handed.mask, hands, np.random.default_rng(0),
+                            AugmentConfig(**{**still, "mirror": 0.0}), layout=two_handed.layout)
+    np.testing.assert_allclose(unmirrored, two_handed.coords, atol=1e-6)
+
+
+def test_mirror_augmentation_is_off_for_configs_saved_before_it():
+    from signt5.data.augment import AugmentConfig
+
+    assert AugmentConfig().mirror > 0
+    assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).mirror == 0.0

@@ -42,3 +42,16 @@ def test_shards_cover_all_and_are_even():
 def test_no_shuffle_is_sorted():
     batches = list(BucketBatchSampler([5, 1, 3, 2], 2, shuffle=False))
     assert batches == [[1, 3], [2, 0]]
+
+
+def test_unshuffled_batches_stop_short_of_the_frame_budget():
+    lengths = [5, 300, 40, 41, 700, 12, 90, 88, 3, 250]
+    batches = list(BucketBatchSampler(lengths, batch_size=4, shuffle=False, max_frames=256))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) <= 4 and (len(batch) * longest <= 256 or len(batch) == 1)
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)  # still by length
+    unlimited = list(BucketBatchSampler(lengths, batch_size=4, shuffle=False))
+    assert [len(b) for b in unlimited] == [4, 4, 2]

@@ -217,3 +217,17 @@ def test_part_local_features_ignore_where_the_hand_is_and_its_size():
     hand = a[0, 0, right]
     torch.testing.assert_close(hand.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close((hand ** 2).sum(-1).mean(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_conv_downsample_is_the_strided_convolution(stride):
+    """Computed as one matmul over the windows, it equals nn.Conv1d on the same (checkpointed) weights."""
+    torch.manual_seed(0)
+    down = TemporalDownsample("conv", stride, 8)
+    x = torch.randn(3, 11, 8)
+    frame_mask = torch.ones(3, 11, dtype=torch.bool)
+    frame_mask[1, 7:] = False
+    y, _ = down(x, frame_mask)
+    padded = torch.nn.functional.pad(x * frame_mask.unsqueeze(-1), (0, 0, 0, (-11) % stride))
+    expected = down.conv(padded.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)

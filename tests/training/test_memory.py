@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,14 @@ def test_a_fixed_threshold_returns_freed_tensors_to_the_system():
     assert limit_heap_retention(0) is False  # 0 leaves glibc's default alone
     kept, returned = _resident_mib(0), _resident_mib(1 << 20)
     assert kept - returned > 150  # the 200 MB of freed blocks stay resident without the bound
+
+
+def test_the_onednn_kernel_cache_is_capped_unless_the_user_set_it(monkeypatch):
+    from signt5.training.memory import ONEDNN_CACHE_VARIABLE, limit_primitive_cache
+
+    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE, raising=False)
+    assert limit_primitive_cache(4) and os.environ[ONEDNN_CACHE_VARIABLE] == "4"
+    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "100")
+    assert not limit_primitive_cache(4) and os.environ[ONEDNN_CACHE_VARIABLE] == "100"
+    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE)
+    assert not limit_primitive_cache(0) and ONEDNN_CACHE_VARIABLE not in os.environ

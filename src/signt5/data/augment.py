@@ -12,6 +12,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .gaps import flicker_dropouts
+from .layout import KeypointLayout
+from .mirror import dominance_is_open, mirror_coords
 from .normalize import resample_frames
 
 # A speed range covering users from about 1.3 to 7 letters/s on a corpus signed at 2-3.5 letters/s, drawn on a
@@ -20,6 +22,7 @@ from .normalize import resample_frames
 # (BENCHMARKS.md): test_fast CER 43.2 -> 6.9 %, test_slow 7.3 -> 3.5 %, test_shifted 4.7 -> 3.1 %
 WIDE_SPEED = (0.5, 2.5)
 SPEED_SCALES = ("linear", "log")
+SPEED_DRAWS = ("bucketed", "batch", "sample")
 
 
 @dataclass
@@ -36,10 +39,18 @@ class AugmentConfig:
     drop_hand: float = 0.15  # chance per hand that it goes undetected for a random stretch
     flicker: float = 0.02  # chance per hand per frame that a 1-3 frame dropout starts (MediaPipe losing a hand)
     min_frames: int = 4
+    # when the speed factor is drawn: bucketed (per sample, before batching, and batches grouped by the stretched
+    # length), batch (one per batch) or sample (per sample at load time: a batch pads to its slowest draw)
+    speed_draw: str = "bucketed"
+    # chance that a sample neither of whose hands dominates (two-handed signing) is mirrored: the handedness rule
+    # mirrors only clearly left-handed samples, so a left-handed signer of such a word arrives as its mirror image
+    mirror: float = 0.5
 
     def __post_init__(self) -> None:
         if self.speed_scale not in SPEED_SCALES:
             raise ValueError(f"speed_scale must be one of {SPEED_SCALES}, got {self.speed_scale!r}")
+        if self.speed_draw not in SPEED_DRAWS:
+            raise ValueError(f"speed_draw must be one of {SPEED_DRAWS}, got {self.speed_draw!r}")
         if not 0 < self.speed[0] <= self.speed[1]:
             raise ValueError(f"speed must be a range (low, high) with 0 < low <= high, got {self.speed}")
 
@@ -50,21 +61,48 @@ class AugmentConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "AugmentConfig":
         fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
         fields.setdefault("flicker", 0.0)  # a config saved before flicker existed: resume it as it was
-        if "speed" in fields:  # a saved range without its scale predates the scale: it was drawn linearly
-            fields.setdefault("speed_scale", "linear")
+        if "speed" in fields:  # a saved config (they all hold the range); without a newer field it predates it:
+            fields.setdefault("speed_scale", "linear")  # drawn linearly,
+            fields.setdefault("speed_draw", "sample")  # at load time,
+            fields.setdefault("mirror", 0.0)  # and never mirrored
         return cls(**fields)
 
 
+def draw_speed(config: AugmentConfig, rng: np.random.Generator) -> float:
+    """A time-stretch factor from ``config.speed``, uniform on its ``speed_scale``."""
+    return float(draw_speeds(config, rng, None))
+
+
+def draw_speeds(config: AugmentConfig, rng: np.random.Generator, size: int | None) -> np.ndarray:
+    """``size`` time-stretch factors (a scalar array for None)."""
+    low, high = config.speed
+    if config.speed_scale == "log":
+        return np.exp(rng.uniform(np.log(low), np.log(high), size=size))
+    return np.asarray(rng.uniform(low, high, size=size))
+
+
+def stretched_length(frames: int, factor: float, config: AugmentConfig) -> int:
+    """The frame count of a ``frames``-long sample time-stretched by ``factor``."""
+    return max(min(config.min_frames, frames), int(round(frames / factor)))
+
+
 def augment(coords: np.ndarray, mask: np.ndarray, hand_slices: list[slice], rng: np.random.Generator,
-            config: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Return an augmented copy of (T, K, C) ``coords`` and (T, K) ``mask``."""
+            config: AugmentConfig, speed: float | None = None,
+            layout: KeypointLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return an augmented copy of (T, K, C) ``coords`` and (T, K) ``mask``; ``speed`` fixes the time stretch.
+
+    Mirroring needs the samples' ``layout`` (without it, it is skipped).
+    """
     if not config.enabled:
         return coords, mask
+    if config.mirror > 0 and layout is not None and rng.random() < config.mirror \
+            and dominance_is_open(coords, mask, layout):
+        coords, mask = mirror_coords(coords, mask, layout)
     frames = coords.shape[0]
-    low, high = config.speed
-    factor = (float(np.exp(rng.uniform(np.log(low), np.log(high)))) if config.speed_scale == "log"
-              else rng.uniform(low, high))
-    new_frames = max(min(config.min_frames, frames), int(round(frames / factor)))
+    factor = draw_speed(config, rng)
+    if speed is not None:
+        factor = speed
+    new_frames = stretched_length(frames, factor, config)
     if new_frames != frames and frames > 1:
         coords, mask = resample_frames(coords, mask, np.linspace(0, frames - 1, new_frames))
     else:

@@ -27,15 +27,18 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import SignT5Error
-from .augment import AugmentConfig, augment
+from ..errors import LayoutError, SignT5Error
+from .augment import AugmentConfig, augment, draw_speed, draw_speeds, stretched_length
 from .dataset import DataConfig, SampleLoader
 from .item import PoseItem, pose_item
+from .layout import KeypointLayout
+from .mirror import mirror_permutation
 from .manifest import ManifestEntry
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: flat, memory-mapped coords.bin / mask.bin written sample by sample
+CACHE_VERSION = 3  # 2: flat, memory-mapped coords.bin / mask.bin written sample by sample; 3: + the layout
+SPEED_STREAM = 7  # seeds the speed draws made ahead of batching apart from the per-sample augmentation
 
 
 @dataclass
@@ -48,6 +51,7 @@ class PreparedSamples:
     offsets: np.ndarray  # (N + 1,) int64
     hand_slices: list[slice]
     skipped: list[str] = field(default_factory=list)  # "id: reason" for samples that could not be read
+    layout: KeypointLayout | None = None  # of the prepared points (after selection)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -121,10 +125,10 @@ def prepare_all(entries: Sequence[ManifestEntry], config: DataConfig, cache_dir:
     tmp.mkdir(parents=True)
     try:
         with (tmp / "coords.bin").open("wb") as coords_file, (tmp / "mask.bin").open("wb") as mask_file:
-            kept, lengths, skipped, shape, hand_slices = _stream(entries, config, coords_file, mask_file)
+            kept, lengths, skipped, shape, layout = _stream(entries, config, coords_file, mask_file)
         np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
         meta = {"ids": [e.id for e in kept], "skipped": skipped, "point_shape": list(shape),
-                "hand_slices": [[sl.start, sl.stop] for sl in hand_slices]}
+                "hand_slices": [[sl.start, sl.stop] for sl in layout.hand_slices()], "layout": layout.to_dict()}
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
             os.replace(tmp, folder)
@@ -136,14 +140,14 @@ def prepare_all(entries: Sequence[ManifestEntry], config: DataConfig, cache_dir:
 
 
 def _stream(entries: Sequence[ManifestEntry], config: DataConfig, coords_file, mask_file
-            ) -> tuple[list[ManifestEntry], list[int], list[str], tuple[int, int], list[slice]]:
+            ) -> tuple[list[ManifestEntry], list[int], list[str], tuple[int, int], KeypointLayout]:
     """Normalise each sample and append its (T, K, C) float32 coords and (T, K) mask to the files, one at a time."""
     loader = SampleLoader(config)
     kept: list[ManifestEntry] = []
     lengths: list[int] = []
     skipped: list[str] = []
     shape: tuple[int, int] | None = None  # (K, C) of the first good sample; the others must match
-    hand_slices: list[slice] = []
+    layout: KeypointLayout | None = None  # the first good sample's, after selection
     for entry in entries:
         try:
             sample = loader.load(entry)
@@ -156,14 +160,14 @@ def _stream(entries: Sequence[ManifestEntry], config: DataConfig, coords_file, m
                            f"after selection, the others have {shape}")
             continue
         shape = shape or tuple(sample.coords.shape[1:])
-        hand_slices = hand_slices or sample.layout.hand_slices()
+        layout = layout or sample.layout
         coords_file.write(np.ascontiguousarray(sample.coords, dtype=np.float32).tobytes())
         mask_file.write(np.ascontiguousarray(sample.mask, dtype=bool).tobytes())
         kept.append(entry)
         lengths.append(sample.coords.shape[0])
     if not kept:
         raise SignT5Error(f"none of the {len(entries)} samples could be read; first problems: {skipped[:3]}")
-    return kept, lengths, skipped, shape, hand_slices
+    return kept, lengths, skipped, shape, layout
 
 
 def _open(entries: Sequence[ManifestEntry], folder: Path) -> PreparedSamples:
@@ -176,18 +180,31 @@ def _open(entries: Sequence[ManifestEntry], folder: Path) -> PreparedSamples:
     coords = np.memmap(folder / "coords.bin", dtype=np.float32, mode="r", shape=(frames, points, channels))
     mask = np.memmap(folder / "mask.bin", dtype=bool, mode="r", shape=(frames, points))
     return PreparedSamples([e for e in entries if e.id in kept], coords, mask, offsets,
-                           [slice(a, b) for a, b in meta["hand_slices"]], meta["skipped"])
+                           [slice(a, b) for a, b in meta["hand_slices"]], meta["skipped"],
+                           KeypointLayout.from_dict(meta["layout"]))
 
 
 def _prepare_in_memory(entries: Sequence[ManifestEntry], config: DataConfig) -> PreparedSamples:
     """Without a cache folder (evaluation, inference): the same arrays, held in memory."""
     coords_file, mask_file = io.BytesIO(), io.BytesIO()
-    kept, lengths, skipped, (points, channels), hand_slices = _stream(entries, config, coords_file, mask_file)
+    kept, lengths, skipped, (points, channels), layout = _stream(entries, config, coords_file, mask_file)
     frames = int(sum(lengths))
     coords = np.frombuffer(coords_file.getbuffer(), dtype=np.float32).reshape(frames, points, channels)
     mask = np.frombuffer(mask_file.getbuffer(), dtype=bool).reshape(frames, points)
     return PreparedSamples(kept, coords, mask, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                           hand_slices, skipped)
+                           layout.hand_slices(), skipped, layout)
+
+
+def _mirrorable(layout: KeypointLayout | None) -> KeypointLayout | None:
+    """The layout when its samples can be mirrored (both hands, and every point's mirror image), else None."""
+    if layout is None or len(layout.hand_slices()) != 2:
+        return None
+    try:
+        mirror_permutation(layout)
+    except LayoutError as e:
+        logger.warning("mirror augmentation off: %s", e)
+        return None
+    return layout
 
 
 class PreparedDataset:
@@ -200,6 +217,7 @@ class PreparedDataset:
         self.augment_config = augment_config
         self.seed = seed
         self.epoch = 0
+        self.mirror_layout = _mirrorable(samples.layout) if augment_config and augment_config.mirror > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -207,10 +225,44 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> PoseItem:
+    def epoch_speeds(self) -> np.ndarray | None:
+        """This epoch's per-sample speed factors, drawn ahead of batching (``speed_draw`` bucketed), else None."""
+        config = self.augment_config
+        if config is None or not config.enabled or config.speed_draw != "bucketed":
+            return None
+        return draw_speeds(config, np.random.default_rng([self.seed, self.epoch, SPEED_STREAM]), len(self))
+
+    def epoch_lengths(self) -> np.ndarray:
+        """The samples' frame counts as this epoch will load them, for length bucketing."""
+        lengths, speeds = self.samples.lengths(), self.epoch_speeds()
+        if speeds is None:
+            return lengths
+        return np.array([stretched_length(int(n), float(f), self.augment_config) for n, f in zip(lengths, speeds)])
+
+    def with_speeds(self, batches: Sequence[Sequence[int]]) -> list[list[int | tuple[int, float]]]:
+        """Pair every index with the speed factor it is to load with, or leave ``batches`` as they are (factors
+        drawn at load time).
+
+        A batch pads to its longest sample: with per-sample factors drawn at load time, a batch of 16 from
+        (0.5, 2.5) pads to nearly twice its mean length. Drawn ahead (bucketed), the sampler groups samples by
+        their stretched lengths; ``batch`` draws one factor per batch.
+        """
+        config = self.augment_config
+        if config is None or not config.enabled or config.speed_draw == "sample":
+            return [list(b) for b in batches]
+        if config.speed_draw == "bucketed":
+            speeds = self.epoch_speeds()
+            return [[(int(i), float(speeds[i])) for i in batch] for batch in batches]
+        factors = [draw_speed(config, np.random.default_rng([self.seed, self.epoch, SPEED_STREAM, n]))
+                   for n in range(len(batches))]
+        return [[(int(i), factor) for i in batch] for batch, factor in zip(batches, factors)]
+
+    def __getitem__(self, key: int | tuple[int, float]) -> PoseItem:
+        index, speed = key if isinstance(key, tuple) else (key, None)
         entry = self.samples.entries[index]
         coords, mask = self.samples.get(index)
         if self.augment_config is not None and self.augment_config.enabled:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            coords, mask = augment(coords, mask, self.samples.hand_slices, rng, self.augment_config)
+            coords, mask = augment(coords, mask, self.samples.hand_slices, rng, self.augment_config, speed,
+                                   self.mirror_layout)
         return pose_item(entry.id, coords, mask, entry.label(self.target), entry.sign_language)

@@ -225,12 +225,17 @@ class PoseDataset:
         return pose_item(entry.id, sample.coords, sample.mask, entry.label(self.target), entry.sign_language)
 
 
-def pad_batch(items: Sequence[PoseItem]) -> dict[str, Any]:
-    """Collate variable-length samples: zero-padded poses (B, T, K, C) and masks; padded frames are False."""
+def pad_batch(items: Sequence[PoseItem], frame_multiple: int = 1) -> dict[str, Any]:
+    """Collate variable-length samples: zero-padded poses (B, T, K, C) and masks; padded frames are False.
+
+    ``frame_multiple`` rounds T up to a multiple: fewer distinct tensor shapes let the C heap reuse freed blocks
+    instead of growing over a long run.
+    """
     import torch
 
     lengths = [item["pose"].shape[0] for item in items]
     batch, longest = len(items), max(lengths)
+    longest = -(-longest // frame_multiple) * frame_multiple
     points, channels = items[0]["pose"].shape[1:]
     pose = np.zeros((batch, longest, points, channels), dtype=np.float32)
     mask = np.zeros((batch, longest, points), dtype=bool)
@@ -246,3 +251,28 @@ def pad_batch(items: Sequence[PoseItem]) -> dict[str, Any]:
         "labels": [item["label"] for item in items],
         "sign_languages": [item["sign_language"] for item in items],
     }
+
+
+def split_batch(batch: dict[str, Any], max_frames: int, frame_multiple: int = 1) -> list[dict[str, Any]]:
+    """Cut a collated batch into parts of at most ``max_frames`` padded frames (samples x longest), by length.
+
+    A part holds at least one sample, and each is trimmed to its own longest sample (rounded up to
+    ``frame_multiple``), so memory is bounded by the budget rather than by the batch's slowest sample.
+    """
+    lengths = batch["frame_mask"].sum(1).tolist()
+    if max_frames <= 0 or len(lengths) * batch["frame_mask"].shape[1] <= max_frames:
+        return [batch]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = [[]]
+    for i in order:
+        padded = -(-max(lengths[i], 1) // frame_multiple) * frame_multiple
+        if groups[-1] and (len(groups[-1]) + 1) * padded > max_frames:
+            groups.append([])
+        groups[-1].append(i)
+    parts = []
+    for group in groups:
+        longest = -(-max(max(lengths[i] for i in group), 1) // frame_multiple) * frame_multiple
+        part = {key: (value[group, :longest] if key in ("pose", "point_mask", "frame_mask")
+                      else [value[i] for i in group]) for key, value in batch.items()}
+        parts.append(part)
+    return parts

@@ -238,12 +238,31 @@ def dominant_hand(coords: np.ndarray, mask: np.ndarray, layout: KeypointLayout) 
     A hand's score is the fraction of frames it is seen in plus the path its centre travels between
     consecutive seen frames, in shoulder widths (or, without shoulders, extents of all seen points).
     """
+    scores = hand_scores(coords, mask, layout)
+    if scores is None:
+        return "right"
+    left_score, right_score = scores
+    return "left" if left_score > DOMINANCE_RATIO * right_score and left_score > 0 else "right"
+
+
+def hand_scores(coords: np.ndarray, mask: np.ndarray, layout: KeypointLayout) -> tuple[float, float] | None:
+    """(left, right) activity of the two hands (see :func:`dominant_hand`); None for a layout without two hands."""
     hands = layout.hand_slices()
     if len(hands) != 2:
-        return "right"
+        return None
     scale = _body_scale(coords, mask, layout.shoulders())
-    left_score, right_score = (_hand_activity(coords[:, hand, :2], mask[:, hand], scale) for hand in hands)
-    return "left" if left_score > DOMINANCE_RATIO * right_score and left_score > 0 else "right"
+    left, right = (_hand_activity(coords[:, hand, :2], mask[:, hand], scale) for hand in hands)
+    return left, right
+
+
+def dominance_is_open(coords: np.ndarray, mask: np.ndarray, layout: KeypointLayout) -> bool:
+    """Whether the handedness rule leaves this sample's mirror image unmirrored too: neither hand dominates
+    (two-handed signing), so a left-handed signer of it reaches the model as the mirror image."""
+    scores = hand_scores(coords, mask, layout)
+    if scores is None:
+        return False
+    left, right = scores
+    return left <= DOMINANCE_RATIO * right and right <= DOMINANCE_RATIO * left
 
 
 def _body_scale(coords: np.ndarray, mask: np.ndarray, shoulders: tuple[int, int] | None) -> float:

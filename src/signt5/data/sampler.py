@@ -15,7 +15,8 @@ class BucketBatchSampler:
     """Yields lists of indices; each process (``rank`` of ``world_size``) gets the same number of batches."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, bucket_batches: int = 50, drop_last: bool = False):
+                 rank: int = 0, world_size: int = 1, bucket_batches: int = 50, drop_last: bool = False,
+                 max_frames: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = np.asarray(lengths)
@@ -26,16 +27,28 @@ class BucketBatchSampler:
         self.world_size = world_size
         self.bucket_batches = bucket_batches
         self.drop_last = drop_last
+        self.max_frames = max_frames  # unshuffled batches also stop short of this many padded frames (0: no limit)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, lengths: Sequence[int] | None = None) -> None:
+        """The epoch's shuffle; ``lengths`` replace the samples' lengths (e.g. time-stretched by augmentation)."""
         self.epoch = epoch
+        if lengths is not None:
+            if len(lengths) != len(self.lengths):
+                raise ValueError(f"{len(lengths)} lengths for {len(self.lengths)} samples")
+            self.lengths = np.asarray(lengths)
 
     def _all_batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            return [order[i:i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            batches: list[list[int]] = [[]]
+            for i in np.argsort(self.lengths, kind="stable").tolist():  # ascending: the newest sample is the longest
+                full = len(batches[-1]) == self.batch_size
+                over = self.max_frames and (len(batches[-1]) + 1) * int(self.lengths[i]) > self.max_frames
+                if batches[-1] and (full or over):
+                    batches.append([])
+                batches[-1].append(i)
+            return batches if n else []
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n)
         chunk = self.batch_size * self.bucket_batches

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 DECODINGS = ("attention", "ctc", "joint")
 DEFAULT_JOINT_CTC_WEIGHT = 0.7  # ESPnet uses 0.3 with strong decoders; ours is young (BENCHMARKS.md: dev sweep)
+EVAL_MAX_FRAMES = 8192  # padded frames per decoding batch: memory bounded whatever the longest sample
 
 
 def autocast_for(device: torch.device):
@@ -29,10 +30,12 @@ def autocast_for(device: torch.device):
 @torch.no_grad()
 def generate_texts(model: Any, tokenizer: Any, items: Sequence[PoseItem], batch_size: int = 16, num_beams: int = 1,
                    max_new_tokens: int = 64, progress: Callable[[int], None] | None = None,
-                   decoding: str | None = None, ctc_weight: float | None = None) -> tuple[list[str], float]:
+                   decoding: str | None = None, ctc_weight: float | None = None,
+                   max_frames: int = EVAL_MAX_FRAMES) -> tuple[list[str], float]:
     """Decode every item (its pose, mask and sign language); returns texts in input order and samples/s.
 
-    Items are sorted by length into batches so little time goes to padding. ``decoding`` (default: the
+    Items are sorted by length into batches so little time goes to padding; a batch of long samples holds fewer
+    of them, at most ``max_frames`` padded frames, so memory does not follow the longest sample. ``decoding`` (default: the
     model's own) is ``attention`` (``generate()``, greedy or beam), ``ctc`` (greedy CTC on the encoder) or
     ``joint`` (``generate()`` rescored by CTC prefix scores with weight ``ctc_weight``, default the model's).
     """
@@ -48,7 +51,7 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[PoseItem], batch_
     lengths = [item["pose"].shape[0] for item in items]
     outputs: list[str] = [""] * len(items)
     start = time.perf_counter()
-    for indices in BucketBatchSampler(lengths, batch_size, shuffle=False):
+    for indices in BucketBatchSampler(lengths, batch_size, shuffle=False, max_frames=max_frames):
         batch = pad_batch([pose_item(str(i), items[i]["pose"], items[i]["mask"], sign_language=items[i]["sign_language"])
                            for i in indices])
         batch["labels"] = None

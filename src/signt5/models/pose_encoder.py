@@ -326,7 +326,10 @@ class TemporalDownsample(nn.Module):
         m = frame_mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         x = F.pad(x * m, (0, 0, 0, pad))  # (B, T', D), T' a multiple of the stride
         if self.conv is not None:
-            y = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T'/s, D)
+            # the conv's windows do not overlap, so it is one matmul over (stride x D) windows; as nn.Conv1d it
+            # went through oneDNN, whose per-shape primitive cache grew with every new batch length
+            weight = self.conv.weight.permute(0, 2, 1).reshape(d, self.stride * d)  # (D, s*D), window-major
+            y = F.linear(x.reshape(b, -1, self.stride * d), weight, self.conv.bias)  # (B, T'/s, D)
         else:
             counts = F.pad(m, (0, 0, 0, pad)).view(b, -1, self.stride, 1).sum(2)
             y = x.view(b, -1, self.stride, d).sum(2) / counts.clamp_min(1.0)

@@ -16,7 +16,7 @@ STAGES = ("pretrain", "finetune")
 RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "epochs", "max_steps", "stop_after_steps", "patience",
                                "eval_every_epochs", "save_every_steps", "log_every_steps", "num_workers",
                                "max_eval_samples", "eval_batch_size", "num_beams", "max_nonfinite_steps",
-                               "malloc_mmap_threshold_kib"})
+                               "malloc_mmap_threshold_kib", "primitive_cache_capacity", "max_batch_frames"})
 
 
 @dataclass
@@ -66,6 +66,8 @@ class TrainConfig:
     log_every_steps: int = 10
     malloc_mmap_threshold_kib: int = 0  # allocations this large get a mapping of their own, freed to the OS (glibc;
     # 0: its default). 1024 halves a long CPU run's RSS but costs ~40 % of the speed (BENCHMARKS.md)
+    max_batch_frames: int = 2048  # a batch of more padded frames (B x T) runs in parts (one process); 0: never
+    primitive_cache_capacity: int = 4  # oneDNN kernels kept per process (its default 1,024 grew RSS); 0: as set
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

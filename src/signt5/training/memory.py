@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 
 logger = logging.getLogger(__name__)
@@ -31,3 +32,19 @@ def limit_heap_retention(threshold_bytes: int) -> bool:
     done = mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)) == 1
     logger.debug("malloc mmap threshold %d bytes: %s", threshold_bytes, "set" if done else "refused")
     return done
+
+
+ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+
+
+def limit_primitive_cache(capacity: int) -> bool:
+    """Keep at most ``capacity`` oneDNN kernels (CPU GELU and friends); whether the limit was set here.
+
+    oneDNN caches a compiled kernel per tensor shape, 1,024 by default, and every new batch length adds some: on
+    the demo's stage 2 this was ~350 MiB of RSS after 150 steps. oneDNN reads the variable once, when it builds its
+    first kernel, so it is set only if the user has not set it; a process that already ran oneDNN keeps its cache.
+    """
+    if capacity <= 0 or ONEDNN_CACHE_VARIABLE in os.environ:
+        return False
+    os.environ[ONEDNN_CACHE_VARIABLE] = str(int(capacity))
+    return True

@@ -18,7 +18,8 @@ import torch
 from signt5.data.cache import PreparedSamples
 from signt5.data.dataset import pad_batch
 from signt5.data.item import PoseItem
-from signt5.decoding.generate import autocast_for, generate_texts, joint_ctc_weight
+from signt5.data.sampler import BucketBatchSampler
+from signt5.decoding.generate import EVAL_MAX_FRAMES, autocast_for, generate_texts, joint_ctc_weight
 from signt5.decoding.metrics import compute_metrics
 from signt5.models.contrastive import SignT5ForContrastivePretraining
 from signt5.models.loading import load_pose_encoder
@@ -80,6 +81,24 @@ class Recipe:
         """One micro-batch's loss; ``forward_model`` may be the DDP wrapper of ``model``."""
         raise NotImplementedError
 
+    def backward_in_parts(self, model: Any, parts: Sequence[dict], tokenizer: Any, config: TrainConfig,
+                          device: torch.device, scale: float) -> torch.Tensor:
+        """Accumulate the gradients of the batch made of ``parts`` (times ``scale``); returns its loss, detached.
+
+        The loss is a mean over samples, so each part's counts by its share of them. A part whose loss is not
+        finite stops it and is returned, before any backward of its own.
+        """
+        total = sum(len(part["ids"]) for part in parts)
+        loss_sum = torch.zeros((), device=device)
+        for part in parts:
+            loss = self.loss(model, model, part, tokenizer, config, device)
+            if not bool(torch.isfinite(loss)):
+                return loss.detach()
+            share = len(part["ids"]) / total
+            (loss * share * scale).backward()
+            loss_sum += loss.detach().float() * share
+        return loss_sum
+
     @torch.no_grad()
     def evaluate_dev(self, model: Any, tokenizer: Any, data: PreparedSamples, config: TrainConfig,
                      device: torch.device) -> DevResult:
@@ -103,6 +122,32 @@ class ContrastiveRecipe(Recipe):
     model_class = SignT5ForContrastivePretraining
     lower_is_better = False
 
+    def backward_in_parts(self, model: Any, parts: Sequence[dict], tokenizer: Any, config: TrainConfig,
+                          device: torch.device, scale: float) -> torch.Tensor:
+        """InfoNCE contrasts the whole batch, so parts would see fewer negatives: embed the parts without a graph,
+        take the loss's gradient with respect to the embeddings, then re-run each part with its dropout as before
+        and back-propagate that gradient (GradCache, Gao et al. 2021). Memory is one part's; gradients are exact.
+        """
+        pose_inputs = [model_inputs(part, model.config, None, device) for part in parts]
+        rng_states, pooled = [], []
+        with torch.no_grad():
+            for inputs in pose_inputs:
+                rng_states.append(_rng_state(device))
+                pooled.append(model.pose_features(**inputs))
+        pose_pooled = torch.cat(pooled).requires_grad_(True)  # (B, D), the parts' order
+        labels = [label for part in parts for label in part["labels"]]
+        text_pooled = model.text_features(**_text_inputs(tokenizer, labels, device, config.max_target_length))
+        loss, _, _ = model.head(pose_pooled, text_pooled)
+        if not bool(torch.isfinite(loss)):
+            return loss.detach()
+        (loss * scale).backward()  # the head and the text tower get theirs; pose_pooled.grad is the rest
+        grads = pose_pooled.grad.split([len(part["ids"]) for part in parts])
+        for inputs, state, grad in zip(pose_inputs, rng_states, grads):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                _set_rng_state(device, state)
+                model.pose_features(**inputs).backward(grad)
+        return loss.detach()
+
     def initialise(self, model: Any, config: TrainConfig, pretrained: Path | None) -> None:
         if pretrained is not None:
             logger.info("stage 1: text tower = pretrained UMT5 encoder from %s, frozen", pretrained)
@@ -118,16 +163,19 @@ class ContrastiveRecipe(Recipe):
 
     def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
                    device: torch.device) -> DevResult:
-        pose_embs, text_embs = [], []
-        for start in range(0, len(items), config.eval_batch_size):
-            batch = pad_batch(items[start:start + config.eval_batch_size])
+        pose_embs, text_embs, order = [], [], []
+        lengths = [item["pose"].shape[0] for item in items]
+        for indices in BucketBatchSampler(lengths, config.eval_batch_size, shuffle=False, max_frames=EVAL_MAX_FRAMES):
+            batch = pad_batch([items[i] for i in indices])
             inputs = model_inputs(batch, model.config, None, device)
             inputs.update(_text_inputs(tokenizer, batch["labels"], device, config.max_target_length))
             with autocast_for(device):
                 out = model(**inputs)
             pose_embs.append(out.pose_embeds.float())
             text_embs.append(out.text_embeds.float())
-        pose, text = torch.cat(pose_embs), torch.cat(text_embs)
+            order += indices
+        back = torch.as_tensor(order).argsort()  # the items' own order again
+        pose, text = torch.cat(pose_embs)[back], torch.cat(text_embs)[back]
         similarity = pose @ text.t()  # (N, N)
         labels = [item["label"] for item in items]
         same = torch.tensor([[a == b for b in labels] for a in labels], device=similarity.device)
@@ -205,6 +253,16 @@ def build_model(config: TrainConfig, sign_languages: Sequence[str],
                 ctc_units: Sequence[str] | None = None) -> tuple[Any, Any]:
     """A fresh model and tokenizer for ``config.stage``."""
     return recipe_for(config.stage).build_model(config, sign_languages, ctc_units)
+
+
+def _rng_state(device: torch.device) -> tuple:
+    return (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(device: torch.device, state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _text_inputs(tokenizer: Any, texts: list[str], device: torch.device, max_length: int) -> dict[str, torch.Tensor]:

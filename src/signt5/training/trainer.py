@@ -15,6 +15,7 @@ import os
 import resource
 import shutil
 import time
+from functools import partial
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
-from signt5.data.dataset import pad_batch
+from signt5.data.dataset import pad_batch, split_batch
 from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
@@ -35,12 +36,16 @@ from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
-from .memory import limit_heap_retention
+from .memory import limit_heap_retention, limit_primitive_cache
 from .config import TrainConfig
 from .distributed import Distributed, init_distributed
 from .recipes import DevResult, recipe_for
 
 logger = logging.getLogger(__name__)
+
+# batches pad their frames to a multiple of this: a few distinct shapes instead of hundreds, so the C heap reuses
+# freed activations rather than growing over a long run (BENCHMARKS.md, memory)
+FRAME_MULTIPLE = 32
 
 
 @dataclass
@@ -89,6 +94,7 @@ def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run a stage to the end (epochs, max_steps or early stopping); returns the final summary."""
     limit_heap_retention(config.malloc_mmap_threshold_kib * 1024)
+    limit_primitive_cache(config.primitive_cache_capacity)
     env = init_distributed()
     if env.main:
         faults.ensure_writable(Path(config.output_dir))  # a clear error before the lock writes there
@@ -229,10 +235,11 @@ class _Run:
     def epoch(self) -> str | None:
         """The rest of the current epoch, then dev evaluation and checkpoints; returns why it stopped, if it did."""
         config, state = self.config, self.state
-        self.sampler.set_epoch(state.epoch)
         self.dataset.set_epoch(state.epoch)
-        batches = list(self.sampler)[state.batches_done:]
-        loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=pad_batch, num_workers=self.workers,
+        self.sampler.set_epoch(state.epoch, self.dataset.epoch_lengths())
+        batches = self.dataset.with_speeds(list(self.sampler))[state.batches_done:]
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
+                            collate_fn=partial(pad_batch, frame_multiple=FRAME_MULTIPLE),
                             generator=torch.Generator().manual_seed(config.seed + state.epoch),
                             persistent_workers=False)
         self.ddp_model.train()
@@ -276,19 +283,33 @@ class _Run:
         return stopped
 
     def _backward(self, batch: dict, sync: bool) -> float | None:
-        """Forward and backward of one micro-batch; None when its loss was not finite (step skipped)."""
+        """Forward and backward of one micro-batch; None when its loss was not finite (step skipped).
+
+        A batch of more than ``max_batch_frames`` padded frames runs in parts whose gradients add up to the whole
+        batch's (one process only: ranks must agree on their number of backward passes).
+        """
         env, config = self.env, self.config
-        no_sync = self.ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
-        with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
-            loss = self.recipe.loss(self.ddp_model, self.model, batch, self.tokenizer, config, env.device)
-        if env.any(not bool(torch.isfinite(loss))):
-            self.optimizer.zero_grad(set_to_none=True)
-            faults.note_nonfinite(self.state, config, "loss", batch["ids"])  # raises after max_nonfinite_steps
-            return None
-        with faults.named_out_of_memory(batch, config, env.device), no_sync:
-            (loss / config.grad_accum).backward()
+        parts = split_batch(batch, config.max_batch_frames, FRAME_MULTIPLE) if env.world_size == 1 else [batch]
+        if len(parts) > 1:
+            with faults.named_out_of_memory(batch, config, env.device), autocast_for(env.device):
+                loss = self.recipe.backward_in_parts(self.model, parts, self.tokenizer, config, env.device,
+                                                     1.0 / config.grad_accum)
+            if not bool(torch.isfinite(loss)):
+                return self._skip_nonfinite(batch)
+        else:
+            no_sync = self.ddp_model.no_sync() if (env.world_size > 1 and not sync) else nullcontext()
+            with faults.named_out_of_memory(batch, config, env.device), no_sync, autocast_for(env.device):
+                loss = self.recipe.loss(self.ddp_model, self.model, batch, self.tokenizer, config, env.device)
+            if env.any(not bool(torch.isfinite(loss))):
+                return self._skip_nonfinite(batch)
+            with faults.named_out_of_memory(batch, config, env.device), no_sync:
+                (loss / config.grad_accum).backward()
         self.samples_seen += len(batch["ids"]) * env.world_size
         return float(loss.item())
+
+    def _skip_nonfinite(self, batch: dict) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        faults.note_nonfinite(self.state, self.config, "loss", batch["ids"])  # raises after max_nonfinite_steps
 
     def _optimizer_step(self, batch: dict, loss: float) -> bool:
         """Clip, step, schedule and log; False when the gradients were not finite (step skipped)."""

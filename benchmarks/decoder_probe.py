@@ -35,7 +35,7 @@ from signt5.decoding.metrics import compute_metrics  # noqa: E402
 from signt5.models.loading import load_run_model  # noqa: E402
 from signt5.models.modeling import (PoseEncoderOutput, SignT5Config, SignT5ForConditionalGeneration,  # noqa: E402
                                     model_inputs)
-from signt5.models.text import BYTE_OFFSET, IGNORE_INDEX  # noqa: E402
+from signt5.models.text import BYTE_OFFSET, IGNORE_INDEX, add_letter_tokens, multi_byte_letters  # noqa: E402
 
 INDEX_BUCKETS = ((0, 1), (1, 4), (4, 8), (8, 99))  # letter index in the word
 
@@ -48,6 +48,10 @@ def probe_model(model_dir: str, overrides: list[str]) -> tuple[SignT5ForConditio
         key, value = override.split("=", 1)
         fields[key] = json.loads(value)
     fields.pop("transformers_version", None)
+    if fields.get("letter_tokens") is True:  # --set letter_tokens=true: the run's letters of several bytes
+        fields["letter_tokens"] = multi_byte_letters(fields["ctc_units"])
+        add_letter_tokens(tokenizer, fields["letter_tokens"])
+        fields["text_config"] = {**fields["text_config"], "vocab_size": len(tokenizer)}
     model = SignT5ForConditionalGeneration(SignT5Config(**fields))
     kept = {k: v for k, v in trained.state_dict().items() if k.startswith(("encoder.", "ctc_head."))}
     model.load_state_dict(kept, strict=False)

@@ -348,6 +348,9 @@ def _add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--guided_attention", choices=["ctc", "diagonal"], default=None,
                    help="where guided attention (--guided_attention_weight) sends each target token: the frames "
                         "the CTC head aligns it to (ctc), or near the diagonal (default: %s)" % d.guided_attention)
+    p.add_argument("--letter_tokens", action=argparse.BooleanOptionalAction, default=None,
+                   help="stage 2, gloss target: one decoder token per letter of several bytes (SCH, Š, Ω) instead of "
+                        "its bytes (default: %s)" % ("on" if d.letter_tokens else "off"))
     p.add_argument("--memory_spelling", action=argparse.BooleanOptionalAction, default=None,
                    help="add to the decoder's memory the CTC head's reading, spelled in the decoder's own token "
                         "embeddings (default: %s)" % ("on" if d.memory_spelling else "off"))
@@ -381,7 +384,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "num_workers",
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
-                 "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling"):
+                 "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling",
+                 "letter_tokens"):
         value = getattr(args, name)
         if value is not None:
             base[name] = value

@@ -163,3 +163,19 @@ def test_token_labels_follow_ctc_targets():
     expected = model.ctc_targets(torch.tensor([row]))[0]
     assert list(labels.parse(row, 0)[0]) == expected == [byte("A"), byte("B")]
     assert labels.action(SPACE, None, 0).kind == NONE and labels.action(byte("C"), None, 0) == Action(EXTEND, (byte("C"),))
+
+
+def test_letter_tokens_map_to_the_letters_their_bytes_spell():
+    """With one decoder token per letter of several bytes (SCH, Б), a hypothesis reads as the same letter classes
+    as when the letter is spelled byte by byte."""
+    letter_tokens = ["SCH", "Б"]
+    sch, be = BYTE_VOCAB_SIZE, BYTE_VOCAB_SIZE + 1
+    labels = LetterUnitLabels(EOS, BYTE_OFFSET, UNITS, LANGUAGES, [1, 2, 0], letter_tokens)
+    by_bytes = LetterUnitLabels(EOS, BYTE_OFFSET, UNITS, LANGUAGES, [1, 2, 0])
+    tokens = [sch, SPACE, byte("A"), SPACE, byte("X"), SPACE]
+    assert labels.parse(tokens, 0) == by_bytes.parse([byte(c) for c in "SCH A X "], 0) == ((3, 1, 4), b"")
+    assert labels.parse([byte("A"), SPACE, sch], 0) == ((1,), b"SCH")
+    assert labels.action(sch, b"", 0) == Action(EXTEND, (3,))  # the whole letter at once
+    assert labels.action(SPACE, b"SCH", 0) == Action(EXTEND, (3,))
+    assert labels.action(be, b"", 1) == Action(EXTEND, (5,)) and labels.action(be, b"", 0).kind == INVALID
+    assert labels.action(sch, b"A", 0).kind == INVALID  # no ASL letter starts "ASCH"

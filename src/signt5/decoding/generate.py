@@ -97,11 +97,11 @@ def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:
     again (a multi-character letter such as SCH comes out as S C H; CER, which ignores whitespace, is
     unaffected)."""
     from signt5.models.modeling import ctc_units_text
-    from signt5.models.text import BYTE_VOCAB_SIZE
+    from signt5.models.text import is_byte_vocabulary
 
     if getattr(config, "ctc_units", None):
         return ctc_units_text(config.ctc_units, ids)
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    if config.target == "gloss" and config.text_config.vocab_size == BYTE_VOCAB_SIZE:
+    if config.target == "gloss" and is_byte_vocabulary(config.text_config, getattr(config, "letter_tokens", None)):
         return " ".join(text.replace(" ", ""))
     return text

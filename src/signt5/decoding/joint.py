@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import torch
 from transformers import LogitsProcessor
 
+from signt5.models.text import BYTE_VOCAB_SIZE, token_bytes
+
 from .ctc import LOG_ZERO, CTCPrefixScorer, CTCState
 
 logger = logging.getLogger(__name__)
@@ -72,9 +74,10 @@ class LetterUnitLabels(CTCLabels):
     """
 
     def __init__(self, eos_token_id: int, byte_offset: int, units: Sequence[str], sign_languages: Sequence[str],
-                 element_language_ids: Sequence[int]):
+                 element_language_ids: Sequence[int], letter_tokens: Sequence[str] | None = None):
         super().__init__(eos_token_id)
         self.offset = byte_offset
+        self.letter_tokens = list(letter_tokens or [])  # tokens after the bytes that spell a whole letter
         codes = [sign_languages[i - 1] if 0 < i <= len(sign_languages) else None for i in element_language_ids]
         self.tables: list[dict[bytes, int] | None] = []
         self.starts: list[dict[bytes, tuple[int, ...]]] = []  # letter prefix -> labels of letters with it
@@ -99,14 +102,16 @@ class LetterUnitLabels(CTCLabels):
         for token in prefix:
             if token == self.eos or token < self.offset:
                 continue
-            byte = token - self.offset
-            if byte in WHITESPACE_BYTES:
+            if self._is_whitespace(token):
                 if letter and (label := table.get(bytes(letter))) is not None:
                     labels.append(label)
                 letter = bytearray()
             else:
-                letter.append(byte)
+                letter += token_bytes(token, self.letter_tokens)
         return tuple(labels), bytes(letter)
+
+    def _is_whitespace(self, token: int) -> bool:
+        return self.offset <= token < BYTE_VOCAB_SIZE and token - self.offset in WHITESPACE_BYTES
 
     def pending_labels(self, pending: bytes, element: int) -> tuple[int, ...]:
         return self.starts[element].get(pending, ()) if pending else ()
@@ -114,14 +119,15 @@ class LetterUnitLabels(CTCLabels):
     def action(self, token: int, pending: bytes, element: int) -> Action:
         if token < self.offset and token != self.eos:
             return Action(NONE)  # pad, unk: the tokenizer drops them
-        if token == self.eos or token - self.offset in WHITESPACE_BYTES:
+        if token == self.eos or self._is_whitespace(token):
             if not pending:
                 return Action(END) if token == self.eos else Action(INVALID)
             label = (self.tables[element] or {}).get(pending)
             if label is None:
                 return Action(INVALID)
             return Action(END if token == self.eos else EXTEND, (label,))
-        labels = self.starts[element].get(pending + bytes([token - self.offset]), ())
+        spelled = token_bytes(token, self.letter_tokens)
+        labels = self.starts[element].get(pending + spelled, ()) if spelled else ()
         return Action(EXTEND, labels) if labels else Action(INVALID)
 
     def scored(self, element: int) -> bool:
@@ -130,14 +136,15 @@ class LetterUnitLabels(CTCLabels):
 
 def ctc_labels_for(config: Any, sign_language_ids: torch.Tensor | None, batch_size: int) -> CTCLabels:
     """How this model's decoder tokens map to its CTC classes (mirrors ``ctc_targets`` in modeling.py)."""
-    from signt5.models.text import BYTE_OFFSET, BYTE_VOCAB_SIZE
+    from signt5.models.text import BYTE_OFFSET, is_byte_vocabulary
 
     text = config.text_config
     if getattr(config, "ctc_units", None):
         ids = sign_language_ids.tolist() if sign_language_ids is not None else [0] * batch_size
-        return LetterUnitLabels(text.eos_token_id, BYTE_OFFSET, config.ctc_units, config.sign_languages, ids)
+        return LetterUnitLabels(text.eos_token_id, BYTE_OFFSET, config.ctc_units, config.sign_languages, ids,
+                                getattr(config, "letter_tokens", None))
     skip = [text.pad_token_id]
-    if text.vocab_size == BYTE_VOCAB_SIZE:
+    if is_byte_vocabulary(text, getattr(config, "letter_tokens", None)):
         skip.append(ord(" ") + BYTE_OFFSET)  # CTC is trained without spaces on the byte vocabulary
     return CTCLabels(text.eos_token_id, skip)
 

@@ -30,7 +30,7 @@ from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .peer import FlatPoseEncoder
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
 from .spelling import MemorySpelling
-from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, load_umt5
+from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, is_byte_vocabulary, load_umt5, token_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class SignT5Config(PreTrainedConfig):
     ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
     joint_ctc_weight: float = 0.7  # joint decoding: weight of the CTC prefix score beside the decoder's
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
+    letter_tokens: list | None = None  # letters of several bytes with a decoder token each, ids 259, 260, ...
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
     positions: str = "both_ends"  # absolute positions on the decoder's memory (from both ends) and inputs | sinusoidal | none
     decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
@@ -405,7 +406,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         """Tokens that spell no CTC unit and end a letter: padding (also the decoder's start), end-of-sequence
         and, with the byte vocabulary, the space."""
         text = self.config.text_config
-        space = [ord(" ") + BYTE_OFFSET] if text.vocab_size == BYTE_VOCAB_SIZE else []
+        space = [ord(" ") + BYTE_OFFSET] if is_byte_vocabulary(text, self.config.letter_tokens) else []
         return [text.pad_token_id, text.eos_token_id, *space]
 
     def forced_alignment(self, ctc_log_probs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
@@ -504,7 +505,8 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                         classes.append(token)
                     continue
                 if word:
-                    letters = bytes(t - BYTE_OFFSET for t in word if t >= BYTE_OFFSET).decode("utf-8", "replace")
+                    spelling = b"".join(token_bytes(t, self.config.letter_tokens) for t in word)
+                    letters = spelling.decode("utf-8", "replace")
                     spelled = [table[u] for u in (f"{code}:{letter}" for letter in letters.split()) if u in table]
                     one_letter = len(spelled) == 1 and len(letters.split()) == 1
                     units += [len(classes) if one_letter else -(len(classes) + 1)] * len(word)

@@ -44,6 +44,44 @@ def umt5_config(preset: str | Path = "cpu", vocab_size: int | None = None, **ove
     return UMT5Config(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **values)
 
 
+def token_bytes(token: int, letter_tokens: Sequence[str] | None = None) -> bytes:
+    """The UTF-8 bytes a byte-vocabulary token spells: one byte, a whole letter (``letter_tokens``), or none."""
+    if token < BYTE_OFFSET:
+        return b""
+    if token < BYTE_VOCAB_SIZE:
+        return bytes([token - BYTE_OFFSET])
+    index = token - BYTE_VOCAB_SIZE
+    return letter_tokens[index].encode("utf-8") if letter_tokens and index < len(letter_tokens) else b""
+
+
+def is_byte_vocabulary(text_config: UMT5Config, letter_tokens: Sequence[str] | None = None) -> bool:
+    """Whether the decoder's vocabulary is bytes (plus, if any, one token per letter of several bytes)."""
+    return text_config.vocab_size == BYTE_VOCAB_SIZE + len(letter_tokens or ())
+
+
+def multi_byte_letters(ctc_units: Sequence[str]) -> list[str]:
+    """The letters of "language:letter" units that take several bytes (SCH, Š, Ω, ال), each once, sorted.
+
+    One character of Latin-1 (Ä, ñ) is left out and stays two bytes: ByT5 names its byte tokens by the Latin-1
+    characters (byte 0xC4 is the token "Ä"), so a token "Ä" would stand for that byte, not the letter.
+    """
+    letters = {unit.split(":", 1)[1] for unit in ctc_units}
+    return sorted(letter for letter in letters
+                  if len(letter.encode("utf-8")) > 1 and (len(letter) > 1 or ord(letter) > 0xFF))
+
+
+def add_letter_tokens(tokenizer: PreTrainedTokenizerBase, letters: Sequence[str]) -> None:
+    """Give each letter of several bytes one token of its own, after the 259 byte tokens (ids in order).
+
+    Spelled in bytes, the decoder wrote "SCH" or "Š" over several steps at one letter position, and wrote the
+    first byte alone ("S", "S") for 44 % of such training words; CTC has one class per letter.
+    """
+    tokenizer.add_tokens(list(letters))
+    ids = tokenizer.convert_tokens_to_ids(list(letters))
+    if ids != list(range(BYTE_VOCAB_SIZE, BYTE_VOCAB_SIZE + len(letters))):
+        raise ValueError(f"letter tokens did not get the ids after the byte vocabulary: {ids[:5]}...")
+
+
 def byte_tokenizer() -> ByT5Tokenizer:
     """ByT5's byte tokenizer without sentinel tokens: needs no files and covers every alphabet."""
     return ByT5Tokenizer(extra_ids=0)

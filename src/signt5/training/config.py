@@ -40,6 +40,7 @@ class TrainConfig:
     positions: str = "ctc"  # stage 2: decoder positions: ctc (counted in CTC emissions and letters written) | both_ends | sinusoidal | none
     guided_attention_weight: float = 2.0  # stage 2: weight of the prior on cross-attention (0: off)
     guided_attention: str = "ctc"  # stage 2: the prior: ctc (each token's CTC-aligned frames) | diagonal
+    letter_tokens: bool = True  # stage 2, gloss target, byte vocabulary: one decoder token per letter of several bytes
     memory_spelling: bool = False  # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to its memory (measured: no gain)
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     epochs: int = 30

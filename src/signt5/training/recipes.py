@@ -25,7 +25,8 @@ from signt5.models.contrastive import SignT5ForContrastivePretraining
 from signt5.models.loading import load_pose_encoder
 from signt5.models.modeling import SignT5ForConditionalGeneration, build_config, model_inputs
 from signt5.models.pose_encoder import PoseEncoderConfig
-from signt5.models.text import load_tokenizer, pretrained_umt5_dir, umt5_config
+from signt5.models.text import (add_letter_tokens, load_tokenizer, multi_byte_letters, pretrained_umt5_dir,
+                                umt5_config)
 
 from .config import TrainConfig
 
@@ -58,6 +59,8 @@ class Recipe:
         pretrained = pretrained_umt5_dir(config.umt5_dir)
         tokenizer = load_tokenizer(pretrained)
         options = self.model_options(config, languages, ctc_units, pretrained)
+        if options.get("letter_tokens"):
+            add_letter_tokens(tokenizer, options["letter_tokens"])  # before the vocabulary size is read
         if pretrained is not None:
             model = self.model_class.from_umt5(pretrained, pose_config, config.data, languages, config.target,
                                                **options)
@@ -207,6 +210,8 @@ class GenerationRecipe(Recipe):
         if (config.ctc_classes == "letters" and ctc_units and languages and pretrained is None
                 and config.target == "gloss"):
             options["ctc_units"] = list(ctc_units)
+            if config.letter_tokens:
+                options["letter_tokens"] = multi_byte_letters(ctc_units)
         return options
 
     def initialise(self, model: Any, config: TrainConfig, pretrained: Path | None) -> None:

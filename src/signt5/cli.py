@@ -425,6 +425,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="stage 2: pose encoder + UMT5 decoder, sign-to-text generation")
     _add_train_args(p, "finetune")
     p.add_argument("--contrastive_model_dir", default=None, help="stage-1 run whose pose encoder to start from")
+    p.add_argument("--decoder_stage_from", default=None,
+                   help="a finished stage-2 run to continue with its pose encoder and CTC head frozen: the decoder "
+                        "alone trains, on the encoder as it ended")
     p.set_defaults(func=_run_train)
 
 
@@ -434,6 +437,8 @@ def _run_train(args: argparse.Namespace) -> int:
     config = _train_config(args, "finetune", "output/sign_language_model")
     if args.contrastive_model_dir:
         config.init_from = args.contrastive_model_dir
+    if args.decoder_stage_from:
+        config.decoder_stage_from = args.decoder_stage_from
     _print_summary(train(config))
     return 0
 

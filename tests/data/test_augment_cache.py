@@ -166,7 +166,8 @@ def test_speeds_drawn_ahead_of_batching_group_samples_by_their_stretched_length(
     prepared = prepare_all([entries[0]] * 8, DataConfig())
     frames = len(prepared.get(0)[0])
     still = dict(rotation_degrees=0, scale=(1, 1), shift=0, jitter=0, drop_hand=0, flicker=0)
-    ds = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(**still), seed=3)
+    ds = PreparedDataset(prepared, target="gloss", augment_config=AugmentConfig(speed_draw="bucketed", **still),
+                         seed=3)
     lengths = ds.epoch_lengths()
     assert len(set(lengths.tolist())) > 4 and np.array_equal(lengths, ds.epoch_lengths())  # reproducible
     sampler = BucketBatchSampler(prepared.lengths(), 4, seed=0)

@@ -172,3 +172,21 @@ def test_grad_accum_reports_the_same_throughput(tiny_corpus, tiny_pose_config, t
         summary = json.loads((out / "train_summary.json").read_text())
         rates[accum] = summary["train_samples_per_second"]
     assert rates[1] == pytest.approx(2.0, rel=0.2) and rates[4] == pytest.approx(2.0, rel=0.2)
+
+
+def test_a_decoder_stage_trains_the_decoder_alone(tiny_model, tiny_corpus, tiny_pose_config, tmp_path):
+    """Continuing a finished stage-2 run with --decoder_stage_from: the pose encoder and CTC head stay exactly as the
+    run left them, the decoder moves."""
+    out = tmp_path / "decoder"
+    args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "3", "--max_eval_samples", "2",
+                           "--decoder_stage_from", str(tiny_model))
+    assert main(["train", *args]) == 0
+    before, after = _weights(tiny_model / "checkpoint-best"), _weights(out / "checkpoint-last")
+    assert before.keys() == after.keys()
+    frozen = [k for k in before if k.startswith(("encoder.", "ctc_head."))]
+    moved = [k for k in before if k.startswith("decoder.") and not torch.equal(before[k], after[k])]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert moved
+    assert TrainConfig.load(out / "train_config.json").decoder_stage_from == str(tiny_model)
+    with pytest.raises(ValueError, match="decoder_stage_from"):
+        TrainConfig(stage="pretrain", decoder_stage_from=str(tiny_model))

@@ -32,6 +32,9 @@ class TrainConfig:
     text_config: str = "cpu"  # UMT5 preset (tiny, cpu) or JSON file, used without pretrained weights
     umt5_dir: str = "models/umt5"  # a local pretrained UMT5, used when present
     init_from: str | None = None  # stage 2: the stage-1 run (its pose encoder initialises ours)
+    # stage 2: a finished stage-2 run to continue with its pose encoder and CTC head frozen: the decoder alone trains,
+    # on an encoder that no longer moves (a decoder trained beside the encoder chases it)
+    decoder_stage_from: str | None = None
     target: str = "gloss"  # gloss | text
     sign_language_conditioning: bool = True
     ctc_classes: str = "letters"  # stage 2 CTC classes: letters (one per letter per sign language) | tokens
@@ -83,6 +86,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0.0 <= self.decoder_gradient_to_encoder <= 1.0:
             raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
+        if self.decoder_stage_from and (self.stage != "finetune" or self.init_from):
+            raise ValueError("decoder_stage_from continues a stage-2 run: stage 2 only, and without init_from")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

@@ -171,10 +171,17 @@ class _Run:
         if resume_from is not None:
             self.model, self.tokenizer = load_run_model(resume_from, self.recipe.model_class)
             logger.info("resuming from %s", resume_from)
+        elif config.decoder_stage_from:
+            self.model, self.tokenizer = load_run_model(config.decoder_stage_from, self.recipe.model_class)
+            logger.info("decoder stage: %s with its pose encoder and CTC head frozen", config.decoder_stage_from)
         else:
             languages = sorted({e.sign_language for e in self.train_data.entries if e.sign_language})
             self.model, self.tokenizer = self.recipe.build_model(
                 config, languages, ctc_units_for(self.train_data.entries, config.target))
+        if config.decoder_stage_from:  # frozen on resume too: no optimiser state for them either way
+            self.model.encoder.requires_grad_(False)
+            if getattr(self.model, "ctc_head", None) is not None:
+                self.model.ctc_head.requires_grad_(False)
         self.model.to(env.device)
         n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         (logger.info if env.main else logger.debug)(

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 DECODINGS = ("attention", "ctc", "joint")
 DEFAULT_JOINT_CTC_WEIGHT = 0.7  # ESPnet uses 0.3 with strong decoders; ours is young (BENCHMARKS.md: dev sweep)
-EVAL_MAX_FRAMES = 8192  # padded frames per decoding batch: memory bounded whatever the longest sample
+EVAL_MAX_FRAMES = 4096  # padded frames per decoding batch: memory bounded whatever the longest sample
 
 
 def autocast_for(device: torch.device):

@@ -100,7 +100,7 @@ def augment(coords: np.ndarray, mask: np.ndarray, hand_slices: list[slice], rng:
             and dominance_is_open(coords, mask, layout):
         coords, mask = mirror_coords(coords, mask, layout)
     frames = coords.shape[0]
-    factor = draw_speed(config, rng)
+    factor = draw_speed(config, rng)  # drawn even when fixed, so the rest of the stream is the same either way
     if speed is not None:
         factor = speed
     new_frames = stretched_length(frames, factor, config)

@@ -216,17 +216,21 @@ class PreparedDataset:
         self.target = target
         self.augment_config = augment_config
         self.seed = seed
-        self.epoch = 0
         self.mirror_layout = _mirrorable(samples.layout) if augment_config and augment_config.mirror > 0 else None
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self._speeds = self._draw_epoch_speeds()  # the sampler's lengths and the loaded samples share one draw
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def epoch_speeds(self) -> np.ndarray | None:
         """This epoch's per-sample speed factors, drawn ahead of batching (``speed_draw`` bucketed), else None."""
+        return self._speeds
+
+    def _draw_epoch_speeds(self) -> np.ndarray | None:
         config = self.augment_config
         if config is None or not config.enabled or config.speed_draw != "bucketed":
             return None

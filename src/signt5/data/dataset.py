@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import LayoutError, PoseDataError
 from .gaps import fill_short_gaps
 from .item import PoseItem, pose_item
+from .sampler import pack_by_length, round_up
 from .layout import (HOLISTIC_BODY, HOLISTIC_FACE, HOLISTIC_LEFT_HAND, HOLISTIC_RIGHT_HAND, OPENPOSE_BODY,
                      OPENPOSE_FACE, OPENPOSE_LEFT_HAND, OPENPOSE_RIGHT_HAND, KeypointLayout, face_subset)
 from .manifest import ManifestEntry
@@ -235,7 +236,7 @@ def pad_batch(items: Sequence[PoseItem], frame_multiple: int = 1) -> dict[str, A
 
     lengths = [item["pose"].shape[0] for item in items]
     batch, longest = len(items), max(lengths)
-    longest = -(-longest // frame_multiple) * frame_multiple
+    longest = round_up(longest, frame_multiple)
     points, channels = items[0]["pose"].shape[1:]
     pose = np.zeros((batch, longest, points, channels), dtype=np.float32)
     mask = np.zeros((batch, longest, points), dtype=bool)
@@ -262,16 +263,9 @@ def split_batch(batch: dict[str, Any], max_frames: int, frame_multiple: int = 1)
     lengths = batch["frame_mask"].sum(1).tolist()
     if max_frames <= 0 or len(lengths) * batch["frame_mask"].shape[1] <= max_frames:
         return [batch]
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = [[]]
-    for i in order:
-        padded = -(-max(lengths[i], 1) // frame_multiple) * frame_multiple
-        if groups[-1] and (len(groups[-1]) + 1) * padded > max_frames:
-            groups.append([])
-        groups[-1].append(i)
     parts = []
-    for group in groups:
-        longest = -(-max(max(lengths[i] for i in group), 1) // frame_multiple) * frame_multiple
+    for group in pack_by_length(lengths, max_frames, frame_multiple=frame_multiple):
+        longest = round_up(max(max(lengths[i] for i in group), 1), frame_multiple)
         part = {key: (value[group, :longest] if key in ("pose", "point_mask", "frame_mask")
                       else [value[i] for i in group]) for key, value in batch.items()}
         parts.append(part)

@@ -11,6 +11,26 @@ from typing import Iterator, Sequence
 import numpy as np
 
 
+def round_up(frames: int, multiple: int) -> int:
+    """``frames`` rounded up to a multiple of ``multiple``."""
+    return -(-frames // multiple) * multiple
+
+
+def pack_by_length(lengths: Sequence[int], max_frames: int = 0, max_size: int = 0,
+                   frame_multiple: int = 1) -> list[list[int]]:
+    """Indices in ascending length, cut into groups of at most ``max_size`` samples and ``max_frames`` padded frames
+    (count x the longest, rounded up to ``frame_multiple``; 0: no limit); a group holds at least one sample."""
+    groups: list[list[int]] = [[]]
+    for i in np.argsort(np.asarray(lengths), kind="stable").tolist():  # the newest sample is the longest
+        group = groups[-1]
+        full = max_size and len(group) == max_size
+        over = max_frames and (len(group) + 1) * round_up(max(int(lengths[i]), 1), frame_multiple) > max_frames
+        if group and (full or over):
+            groups.append([])
+        groups[-1].append(i)
+    return groups if len(lengths) else []
+
+
 class BucketBatchSampler:
     """Yields lists of indices; each process (``rank`` of ``world_size``) gets the same number of batches."""
 
@@ -41,14 +61,7 @@ class BucketBatchSampler:
     def _all_batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:
-            batches: list[list[int]] = [[]]
-            for i in np.argsort(self.lengths, kind="stable").tolist():  # ascending: the newest sample is the longest
-                full = len(batches[-1]) == self.batch_size
-                over = self.max_frames and (len(batches[-1]) + 1) * int(self.lengths[i]) > self.max_frames
-                if batches[-1] and (full or over):
-                    batches.append([])
-                batches[-1].append(i)
-            return batches if n else []
+            return pack_by_length(self.lengths, self.max_frames, self.batch_size)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n)
         chunk = self.batch_size * self.bucket_batches

@@ -385,8 +385,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling",
-                 "letter_tokens"):
-        value = getattr(args, name)
+                 "letter_tokens", "decoder_steps", "decoder_lr", "decoder_passes"):
+        value = getattr(args, name, None)
         if value is not None:
             base[name] = value
     if args.resume:
@@ -428,6 +428,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder_stage_from", default=None,
                    help="a finished stage-2 run to continue with its pose encoder and CTC head frozen: the decoder "
                         "alone trains, on the encoder as it ended")
+    p.add_argument("--decoder_steps", type=int, default=None,
+                   help="two phases: the epochs train the pose encoder and CTC head, then the decoder trains this "
+                        "many steps on the frozen encoder's cached outputs (default 0: both together)")
+    p.add_argument("--decoder_lr", type=float, default=None, help="the decoder phase's peak learning rate (default: --lr)")
+    p.add_argument("--decoder_passes", type=int, default=None,
+                   help="augmented passes over the training split cached for the decoder phase (default 4)")
     p.set_defaults(func=_run_train)
 
 

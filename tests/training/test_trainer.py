@@ -103,14 +103,15 @@ def test_resume_matches_unbroken_run(tiny_corpus, tiny_pose_config, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
-@pytest.mark.parametrize("command, stage", [("train", "finetune"), ("pretrain", "pretrain")])
-def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path, command, stage):
+@pytest.mark.parametrize("command, stage, extra", [("train", "finetune", ()), ("pretrain", "pretrain", ()),
+                                                   ("train", "finetune", ("--decoder_steps", "2"))])
+def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path, command, stage, extra):
     """Both stages under torchrun; stage 1 gathers its negatives across the ranks while training, and its dev
-    evaluation on rank 0 alone must not wait for the other rank."""
+    evaluation on rank 0 alone must not wait for the other rank. Stage 2's decoder phase runs under DDP too."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "signt5.cli", command, *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2")]
+           "signt5.cli", command, *tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "2", *extra)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr
@@ -119,6 +120,8 @@ def test_two_processes_with_torchrun(tiny_corpus, tiny_pose_config, tmp_path, co
     assert not list(out.glob("*.tmp"))
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 2
+    if extra:
+        assert json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["phase"] == "decoder"
 
 
 def test_a_new_run_in_an_old_run_folder_starts_a_fresh_log(tiny_corpus, tiny_pose_config, tmp_path, caplog):

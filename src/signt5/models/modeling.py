@@ -264,10 +264,15 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                 labels: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
                 decoder_attention_mask: torch.Tensor | None = None,
                 encoder_outputs: PoseEncoderOutput | tuple | None = None, cache: Any = None,
-                use_cache: bool | None = None, **kwargs: Any) -> Seq2SeqLMOutput:
-        """Teacher-forced loss with ``labels`` (B, L; -100 = ignore), or one decoding step inside generate()."""
+                use_cache: bool | None = None, ctc_only: bool = False, **kwargs: Any) -> Seq2SeqLMOutput:
+        """Teacher-forced loss with ``labels`` (B, L; -100 = ignore), or one decoding step inside generate().
+
+        ``ctc_only``: the CTC loss alone, the decoder not run (stage 2's encoder phase, training/decoder_phase.py).
+        """
         if encoder_outputs is None:
             encoder_outputs = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
+        if ctc_only:
+            return self.encoder_ctc_loss(encoder_outputs, labels, sign_language_ids)
         hidden = encoder_outputs[0]  # (B, T', D)
         encoder_mask = getattr(encoder_outputs, "attention_mask", None)
         if encoder_mask is None and frame_mask is not None:
@@ -340,6 +345,16 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(loss=loss, logits=logits, cache=decoded.cache,
                                decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
                                cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=hidden)
+
+    def encoder_ctc_loss(self, encoded: PoseEncoderOutput, labels: torch.Tensor | None,
+                         sign_language_ids: torch.Tensor | None = None) -> Seq2SeqLMOutput:
+        """The CTC head's loss on the encoder's output, unweighted: what the pose encoder learns from."""
+        if self.ctc_head is None or labels is None or encoded.attention_mask is None:
+            raise ValueError("ctc_only needs a CTC head (ctc_weight > 0), labels and the encoder's frame mask")
+        hidden = encoded.last_hidden_state  # (B, T', D)
+        log_probs = self.ctc_head(hidden).float().log_softmax(-1)  # (B, T', C)
+        loss = self.ctc_loss(log_probs, encoded.attention_mask, labels, sign_language_ids)
+        return Seq2SeqLMOutput(loss=loss, encoder_last_hidden_state=hidden)
 
     def decoder_memory(self, hidden: torch.Tensor, mask: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:

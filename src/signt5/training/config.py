@@ -46,6 +46,11 @@ class TrainConfig:
     letter_tokens: bool = True  # stage 2, gloss target, byte vocabulary: one decoder token per letter of several bytes
     memory_spelling: bool = False  # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to its memory (measured: no gain)
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
+    # stage 2 in two phases (training/decoder_phase.py): the epochs train the pose encoder and CTC head alone, then
+    # the decoder trains this many steps on the frozen encoder's cached outputs (0: decoder and encoder together)
+    decoder_steps: int = 0
+    decoder_lr: float | None = None  # the decoder phase's peak learning rate (None: lr)
+    decoder_passes: int = 4  # augmented passes over the training split whose encoder outputs the decoder phase caches
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
@@ -88,6 +93,12 @@ class TrainConfig:
             raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
         if self.decoder_stage_from and (self.stage != "finetune" or self.init_from):
             raise ValueError("decoder_stage_from continues a stage-2 run: stage 2 only, and without init_from")
+        if self.decoder_steps < 0 or self.decoder_passes < 1:
+            raise ValueError(f"decoder_steps must be >= 0 and decoder_passes >= 1, got {self.decoder_steps} and "
+                             f"{self.decoder_passes}")
+        if self.decoder_steps and (self.stage != "finetune" or self.ctc_weight <= 0 or self.decoder_stage_from):
+            raise ValueError("decoder_steps splits stage 2 into an encoder phase (CTC) and a decoder phase: stage 2 "
+                             "only, with ctc_weight > 0, and not with decoder_stage_from")
         if self.target not in ("gloss", "text"):
             raise ValueError(f"target must be gloss or text, got {self.target!r}")
         if isinstance(self.data, Mapping):

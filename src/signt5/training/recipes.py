@@ -104,17 +104,18 @@ class Recipe:
 
     @torch.no_grad()
     def evaluate_dev(self, model: Any, tokenizer: Any, data: PreparedSamples, config: TrainConfig,
-                     device: torch.device) -> DevResult:
-        """Score the dev samples in eval mode; the model goes back to the mode it was in."""
+                     device: torch.device, **options: Any) -> DevResult:
+        """Score the dev samples in eval mode (``options`` go to :meth:`dev_result`); the model goes back to the
+        mode it was in."""
         was_training = model.training
         model.eval()
         try:
-            return self.dev_result(model, tokenizer, data.items(config.target), config, device)
+            return self.dev_result(model, tokenizer, data.items(config.target), config, device, **options)
         finally:
             model.train(was_training)
 
     def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
-                   device: torch.device) -> DevResult:
+                   device: torch.device, **options: Any) -> DevResult:
         raise NotImplementedError
 
 
@@ -165,7 +166,7 @@ class ContrastiveRecipe(Recipe):
         return forward_model(**inputs).loss
 
     def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
-                   device: torch.device) -> DevResult:
+                   device: torch.device, **options: Any) -> DevResult:
         pose_embs, text_embs, order = [], [], []
         lengths = [item["pose"].shape[0] for item in items]
         for indices in BucketBatchSampler(lengths, config.eval_batch_size, shuffle=False, max_frames=EVAL_MAX_FRAMES):
@@ -221,15 +222,17 @@ class GenerationRecipe(Recipe):
     def loss(self, forward_model: torch.nn.Module, model: Any, batch: dict, tokenizer: Any, config: TrainConfig,
              device: torch.device) -> torch.Tensor:
         inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
+        if config.decoder_steps:  # the encoder phase: the decoder trains afterwards (decoder_phase.py)
+            inputs["ctc_only"] = True
         return forward_model(**inputs).loss
 
     def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
-                   device: torch.device) -> DevResult:
-        """Every decoding the model has (attention; with a CTC head also CTC and joint) scored on dev; the
-        lowest CER wins, and its metrics and examples are the result."""
+                   device: torch.device, decodings: Sequence[str] | None = None, **options: Any) -> DevResult:
+        """Every decoding the model has (attention; with a CTC head also CTC and joint), or those of
+        ``decodings``, scored on dev; the lowest CER wins, and its metrics and examples are the result."""
         refs = [item["label"] for item in items]
         has_ctc = getattr(model, "ctc_head", None) is not None
-        decodings = ["attention"] + (["ctc", "joint"] if has_ctc else [])
+        decodings = list(decodings or ["attention"] + (["ctc", "joint"] if has_ctc else []))
         results = {}
         for decoding in decodings:  # joint: same beams, the checkpoint's CTC weight (ESPnet's 0.3 by default)
             hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,

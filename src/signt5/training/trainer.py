@@ -38,7 +38,9 @@ from . import checkpoint as ckpt
 from . import faults
 from .memory import limit_heap_retention, limit_primitive_cache
 from .config import TrainConfig
+from .decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, freeze_for_phase, train_decoder
 from .distributed import Distributed, init_distributed
+from .optim import build_optimizer, build_scheduler
 from .recipes import DevResult, recipe_for
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class RunState:
     best_score: float | None = None
     bad_epochs: int = 0
     nonfinite_in_a_row: int = 0
+    decoder_phase_done: bool = False  # stage 2 with decoder_steps: its decoder phase ran (it follows the epochs)
     history: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -70,21 +73,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    from transformers import get_cosine_schedule_with_warmup
-
-    return get_cosine_schedule_with_warmup(optimizer, max(1, int(total_steps * warmup_ratio)), total_steps)
 
 
 def _is_better(score: float, best: float | None, lower_is_better: bool) -> bool:
@@ -104,6 +92,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             stopped = None
             while stopped is None and run.more_to_do():
                 stopped = run.epoch()
+            if stopped != "stop_after_steps" and run.decoder_phase_due():
+                run.decoder_phase()
             return run.finish(stopped)
         finally:
             run.close()
@@ -179,9 +169,9 @@ class _Run:
             self.model, self.tokenizer = self.recipe.build_model(
                 config, languages, ctc_units_for(self.train_data.entries, config.target))
         if config.decoder_stage_from:  # frozen on resume too: no optimiser state for them either way
-            self.model.encoder.requires_grad_(False)
-            if getattr(self.model, "ctc_head", None) is not None:
-                self.model.ctc_head.requires_grad_(False)
+            freeze_for_phase(self.model, "decoder")
+        elif config.decoder_steps:  # the epochs train the encoder phase; the decoder phase follows them
+            freeze_for_phase(self.model, "encoder")
         self.model.to(env.device)
         n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         (logger.info if env.main else logger.debug)(
@@ -195,8 +185,8 @@ class _Run:
         self.sampler = BucketBatchSampler(self.train_data.lengths(), config.batch_size, shuffle=True,
                                           seed=config.seed, rank=env.rank, world_size=env.world_size)
         total_steps = config.max_steps or math.ceil(len(self.sampler) / config.grad_accum) * config.epochs
-        self.optimizer = _optimizer(self.model, config)
-        self.scheduler = _scheduler(self.optimizer, total_steps, config.warmup_ratio)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, total_steps, config.warmup_ratio)
         self.state = RunState()
         if resume_from is not None:
             saved = ckpt.load_training_state(resume_from)
@@ -340,7 +330,8 @@ class _Run:
     def _evaluate(self, record: dict[str, Any], epoch_done: bool) -> str | None:
         """Dev metrics into ``record``; keeps the best checkpoint; 'early_stopping' when patience ran out."""
         env, state, config = self.env, self.state, self.config
-        dev = (self.recipe.evaluate_dev(self.model, self.tokenizer, self.dev_data, config, env.device)
+        options = {"decodings": ("ctc",)} if self.decoder_phase_due() else {}  # the decoder has not trained yet
+        dev = (self.recipe.evaluate_dev(self.model, self.tokenizer, self.dev_data, config, env.device, **options)
                if env.main else DevResult({}, 0.0))
         if dev.decoding is not None:
             # the decoding that scored best on dev is the one this model's checkpoints (best and last) decode with
@@ -364,6 +355,49 @@ class _Run:
             logger.info("no better dev score for %d epochs: stopping", state.bad_epochs)
             return "early_stopping"
         return None
+
+    def decoder_phase_due(self) -> bool:
+        return bool(self.config.decoder_steps) and not self.state.decoder_phase_done
+
+    def decoder_phase(self) -> None:
+        """The decoder trains on the best checkpoint's frozen encoder (decoder_phase.py); then the dev evaluation
+        of every decoding, and the run's best and last checkpoints. A resume during it starts it again."""
+        config, env, state = self.config, self.env, self.state
+        best = ckpt.find_checkpoint(self.out / "checkpoint-best") if self.dev_data is not None else None
+        if best is not None:
+            trained, _ = load_run_model(best, self.recipe.model_class)
+            encoder = {k: v for k, v in trained.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
+            self.model.load_state_dict(encoder, strict=False)
+            logger.info("decoder phase: %d steps on the frozen encoder of %s", config.decoder_steps, best)
+        batches = cache_encoder_outputs(self.model, self.tokenizer, self.dataset, self.sampler, config, env.device,
+                                        first_epoch=state.epoch, frame_multiple=FRAME_MULTIPLE)
+        progress = _progress(env.main, config.decoder_steps, 0, "decoder")
+
+        def report(step: int, loss: float, lr: float) -> None:
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
+            if self.writer is not None and step % config.log_every_steps == 0:
+                self.writer.add_scalar("decoder/loss", loss, state.global_step + step)
+                self.writer.add_scalar("decoder/lr", lr, state.global_step + step)
+
+        try:
+            loss = train_decoder(self.model, batches, config, env, report)
+        finally:
+            if progress is not None:
+                progress.close()
+        del batches
+        state.decoder_phase_done = True
+        record: dict[str, Any] = {"phase": "decoder", "epoch": state.epoch,
+                                  "step": state.global_step + config.decoder_steps, "loss": loss}
+        if self.dev_data is not None:
+            state.best_score = None  # the decoder phase's model is the run's result: it keeps the best encoder
+            self._evaluate(record, epoch_done=False)
+        state.history.append(record)
+        if env.main:
+            with (self.out / "train_log.jsonl").open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.save(self.last_dir, with_state=True)
 
     def finish(self, stopped: str | None) -> dict[str, Any]:
         """The run's summary (also ``train_summary.json``), with the samples that could not be read."""
@@ -400,9 +434,9 @@ def _tensorboard(folder: Path):
     return SummaryWriter(str(folder))
 
 
-def _progress(enabled: bool, total: int, initial: int):
+def _progress(enabled: bool, total: int, initial: int, description: str = "train"):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True, mininterval=1.0)

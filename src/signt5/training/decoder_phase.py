@@ -1,0 +1,128 @@
+"""Stage 2 in two phases: the pose encoder and CTC head first, then the UMT5 decoder on the encoder as it ended.
+
+The encoder learns from CTC alone (``decoder_gradient_to_encoder`` 0), so a decoder trained beside it chases a
+moving target: on the same finished encoder, the demo's jointly trained decoder read dev at 7.3 % CER and a fresh
+decoder trained on the still encoder at 2.9-3.5 % (BENCHMARKS.md). With ``decoder_steps`` the epochs train the
+encoder and CTC head alone (the decoder is not run, so they are also faster), then the decoder trains that many
+steps on the frozen encoder's outputs, computed once over a few augmented passes of the training split: a step
+then costs the decoder's time alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from signt5.data.cache import PreparedDataset
+from signt5.data.dataset import pad_batch
+from signt5.data.sampler import BucketBatchSampler
+from signt5.decoding.generate import autocast_for
+from signt5.models.modeling import PoseEncoderOutput, model_inputs
+
+from . import faults
+from .config import TrainConfig
+from .distributed import Distributed
+from .optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+ENCODER_PREFIXES = ("encoder.", "ctc_head.")  # what the first phase trains; the second trains the rest
+DECODER_PHASE_STREAM = 7919  # tags this phase's random stream (batch order)
+CACHE_DTYPE = torch.float16  # the cached memory: half the bytes, ~1e-3 relative rounding (values are O(1))
+
+
+def freeze_for_phase(model: torch.nn.Module, phase: str) -> None:
+    """``encoder``: the pose encoder and CTC head train, the decoder side (decoder, LM head) is frozen;
+    ``decoder``: the reverse. Frozen parameters get no gradient and no optimiser state."""
+    if phase not in ("encoder", "decoder"):
+        raise ValueError(f"phase must be encoder or decoder, got {phase!r}")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(ENCODER_PREFIXES) == (phase == "encoder"))
+
+
+@dataclass
+class CachedBatch:
+    """One training batch as the frozen encoder saw it: what the decoder's forward needs, and nothing else."""
+
+    memory: torch.Tensor  # (B, T', D), CACHE_DTYPE
+    mask: torch.Tensor  # (B, T')
+    sign_language_ids: torch.Tensor | None  # (B,)
+    labels: torch.Tensor  # (B, L)
+    ids: list[str]  # the samples, for the messages about a batch
+
+    def forward(self, model: torch.nn.Module) -> torch.Tensor:
+        """The decoder's loss on this batch (teacher-forced, plus the model's guided-attention prior)."""
+        encoded = PoseEncoderOutput(last_hidden_state=self.memory.float(), attention_mask=self.mask)
+        return model(encoder_outputs=encoded, labels=self.labels, sign_language_ids=self.sign_language_ids).loss
+
+
+@torch.no_grad()
+def cache_encoder_outputs(model: Any, tokenizer: Any, dataset: PreparedDataset, sampler: BucketBatchSampler,
+                          config: TrainConfig, device: torch.device, first_epoch: int,
+                          frame_multiple: int = 1) -> list[CachedBatch]:
+    """The frozen encoder's outputs (eval mode) over ``config.decoder_passes`` augmented passes of the training
+    split, epochs ``first_epoch`` on: new augmentation draws, batched as the epochs were."""
+    was_training = model.training
+    model.eval()
+    batches = []
+    try:
+        for epoch in range(first_epoch, first_epoch + config.decoder_passes):
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch, dataset.epoch_lengths())
+            for keys in dataset.with_speeds(list(sampler)):
+                batch = pad_batch([dataset[key] for key in keys], frame_multiple=frame_multiple)
+                inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
+                with autocast_for(device):
+                    encoded = model.encoder(inputs["pose"], inputs["point_mask"], inputs["frame_mask"],
+                                            inputs.get("sign_language_ids"))
+                batches.append(CachedBatch(encoded.last_hidden_state.to(CACHE_DTYPE), encoded.attention_mask,
+                                           inputs.get("sign_language_ids"), inputs["labels"], batch["ids"]))
+    finally:
+        model.train(was_training)
+    megabytes = sum(b.memory.numel() * b.memory.element_size() for b in batches) / 2**20
+    logger.info("decoder phase: %d batches of encoder outputs cached (%.0f MiB)", len(batches), megabytes)
+    return batches
+
+
+def train_decoder(model: Any, batches: list[CachedBatch], config: TrainConfig, env: Distributed,
+                  on_step: Callable[[int, float, float], None] | None = None) -> float:
+    """``config.decoder_steps`` AdamW steps of the decoder side on random cached batches, warm-up then cosine
+    decay from ``decoder_lr``; returns the mean loss of the last 10 % of the steps. ``on_step(step, loss, lr)``
+    reports progress. Under torchrun every rank draws from its own shard's cache and DDP averages the gradients.
+    """
+    freeze_for_phase(model, "decoder")
+    forward_model = (torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[env.device] if env.device.type == "cuda" else None)
+        if env.world_size > 1 else model)
+    lr = config.decoder_lr if config.decoder_lr is not None else config.lr
+    optimizer = build_optimizer(model, config, lr)
+    scheduler = build_scheduler(optimizer, config.decoder_steps, config.warmup_ratio)
+    rng = np.random.default_rng([config.seed, DECODER_PHASE_STREAM, env.rank, 0])  # apart from the epochs' draws
+    model.train()
+    model.encoder.eval()  # not run here; kept out of training mode all the same
+    losses, faults_state = [], SimpleNamespace(nonfinite_in_a_row=0, global_step=0)
+    for step in range(1, config.decoder_steps + 1):
+        batch = batches[rng.integers(len(batches))]
+        faults_state.global_step = step
+        with autocast_for(env.device):
+            loss = batch.forward(forward_model)
+        if env.any(not bool(torch.isfinite(loss))):
+            faults.note_nonfinite(faults_state, config, "decoder-phase loss", batch.ids)  # raises after too many
+            continue
+        loss.backward()
+        if not faults.clip_or_skip(model, optimizer, faults_state, config, batch.ids):
+            continue
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        faults_state.nonfinite_in_a_row = 0
+        losses.append(float(loss.item()))
+        if on_step is not None:
+            on_step(step, losses[-1], scheduler.get_last_lr()[0])
+    tail = losses[-max(1, len(losses) // 10):]
+    return float(np.mean(tail)) if tail else float("nan")

@@ -1,0 +1,135 @@
+"""Stage 2 in two phases (--decoder_steps): the encoder and CTC head first, then the decoder on cached outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from signt5.cli import main
+from signt5.data.augment import AugmentConfig
+from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
+from signt5.data.dataset import DataConfig, pad_batch
+from signt5.data.manifest import read_manifest
+from signt5.data.sampler import BucketBatchSampler
+from signt5.models.loading import load_run_model
+from signt5.models.modeling import model_inputs
+from signt5.training.config import TrainConfig
+from signt5.training.decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, freeze_for_phase
+
+from ..conftest import tiny_train_args
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in folder.glob("*.safetensors"):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_phases_freeze_complementary_halves(tiny_model):
+    model, _ = load_run_model(tiny_model / "checkpoint-best")
+    names = {phase: set() for phase in ("encoder", "decoder")}
+    for phase in names:
+        freeze_for_phase(model, phase)
+        names[phase] = {n for n, p in model.named_parameters() if p.requires_grad}
+    everything = {n for n, _ in model.named_parameters()}
+    assert names["encoder"] and names["decoder"]
+    assert names["encoder"] | names["decoder"] == everything and not names["encoder"] & names["decoder"]
+    assert all(n.startswith(ENCODER_PREFIXES) for n in names["encoder"])
+    assert any(n.startswith("decoder.") for n in names["decoder"])
+    with pytest.raises(ValueError, match="phase"):
+        freeze_for_phase(model, "both")
+
+
+def test_ctc_only_is_the_ctc_loss_and_leaves_the_decoder_out(tiny_model, tiny_corpus):
+    model, tokenizer = load_run_model(tiny_model / "checkpoint-best")
+    model.eval()
+    manifest = tiny_corpus / "manifest.csv"
+    samples = prepare_all(read_manifest(manifest, "train")[:3], training_data_config(DataConfig.from_dict(
+        model.config.data)))
+    inputs = model_inputs(pad_batch(samples.items("gloss")), model.config, tokenizer, "cpu", 64)
+    loss = model(**inputs, ctc_only=True).loss
+    encoded = model.encoder(inputs["pose"], inputs["point_mask"], inputs["frame_mask"], inputs["sign_language_ids"])
+    log_probs = model.ctc_head(encoded.last_hidden_state).log_softmax(-1)
+    expected = model.ctc_loss(log_probs, encoded.attention_mask, inputs["labels"], inputs["sign_language_ids"])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("decoder."))
+    assert model.encoder.projection.weight.grad is not None
+
+
+def test_cached_outputs_are_the_encoders_over_augmented_passes(tiny_model, tiny_corpus):
+    model, tokenizer = load_run_model(tiny_model / "checkpoint-best")
+    config = TrainConfig(decoder_passes=2, batch_size=4, decoder_steps=1)
+    samples = prepare_all(read_manifest(tiny_corpus / "manifest.csv", "train"),
+                          training_data_config(DataConfig.from_dict(model.config.data)))
+    dataset = PreparedDataset(samples, "gloss", AugmentConfig(), seed=0)
+    sampler = BucketBatchSampler(samples.lengths(), 4, shuffle=True, seed=0)
+    model.train()
+    batches = cache_encoder_outputs(model, tokenizer, dataset, sampler, config, torch.device("cpu"), first_epoch=3)
+    assert model.training  # left in the mode it was in
+    assert len(batches) == 2 * len(sampler)
+    assert sorted(i for b in batches for i in b.ids) == sorted(2 * [e.id for e in samples.entries])
+    # the first batch again, by hand: epoch 3's augmentation, the encoder in eval mode
+    dataset.set_epoch(3)
+    sampler.set_epoch(3, dataset.epoch_lengths())
+    keys = dataset.with_speeds(list(sampler))[0]
+    inputs = model_inputs(pad_batch([dataset[k] for k in keys]), model.config, tokenizer, "cpu", 64)
+    model.eval()
+    with torch.no_grad():
+        encoded = model.encoder(inputs["pose"], inputs["point_mask"], inputs["frame_mask"],
+                                inputs["sign_language_ids"])
+    first = batches[0]
+    assert first.memory.dtype == torch.float16 and torch.equal(first.labels, inputs["labels"])
+    torch.testing.assert_close(first.memory.float(), encoded.last_hidden_state, rtol=2e-3, atol=2e-3)
+    assert torch.equal(first.mask, encoded.attention_mask)
+
+
+def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
+    """The epochs move the encoder and CTC head and not the decoder, and evaluate CTC alone; the decoder phase moves
+    the decoder alone, on the best checkpoint's encoder, and picks the decoding from every one on dev."""
+    out = tmp_path / "run"
+    args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "4", "--max_eval_samples", "3",
+                           "--decoder_steps", "5", "--decoder_passes", "1", "--lr", "1e-2")
+    assert main(["train", *args, "--stop_after_steps", "1"]) == 0
+    first = _weights(out / "checkpoint-last")
+    assert main(["train", *args, "--stop_after_steps", "1", "--resume"]) == 0
+    second = _weights(out / "checkpoint-last")
+    encoder = [k for k in first if k.startswith(ENCODER_PREFIXES)]
+    decoder = [k for k in first if k.startswith("decoder.")]
+    assert any(not torch.equal(first[k], second[k]) for k in encoder)
+    assert all(torch.equal(first[k], second[k]) for k in decoder)
+    assert all("cer_attention" not in r and "cer_ctc" in r for r in _log(out))  # the decoder has not trained
+    assert not any(r.get("phase") == "decoder" for r in _log(out))
+
+    assert main(["train", *args, "--resume"]) == 0
+    final, best = _weights(out / "checkpoint-last"), _weights(out / "checkpoint-best")
+    assert any(not torch.equal(second[k], final[k]) for k in decoder)
+    assert all(torch.equal(best[k], final[k]) for k in final)  # the decoder phase's model is the run's best
+    record = _log(out)[-1]
+    assert record["phase"] == "decoder" and record["step"] == 4 + 5
+    assert {"cer_attention", "cer_ctc", "cer_joint"} <= set(record)
+    chosen = json.loads((out / "checkpoint-best" / "config.json").read_text())["decoding"]
+    assert record["cer"] == record[f"cer_{chosen}"] == min(record[f"cer_{d}"] for d in ("attention", "ctc", "joint"))
+
+    records = _log(out)
+    assert main(["train", *args, "--resume"]) == 0  # finished: nothing more to do
+    assert _log(out) == records
+    assert all(torch.equal(final[k], v) for k, v in _weights(out / "checkpoint-last").items())
+
+
+def test_decoder_steps_need_a_ctc_head_in_stage_two():
+    with pytest.raises(ValueError, match="decoder_steps"):
+        TrainConfig(decoder_steps=10, ctc_weight=0.0)
+    with pytest.raises(ValueError, match="decoder_steps"):
+        TrainConfig(stage="pretrain", decoder_steps=10)
+    with pytest.raises(ValueError, match="decoder_passes"):
+        TrainConfig(decoder_steps=10, decoder_passes=0)

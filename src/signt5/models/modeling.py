@@ -186,13 +186,22 @@ class SignT5Encoder(nn.Module):
                 frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
                 **kwargs: Any) -> PoseEncoderOutput:
         """pose (B, T, K, C), point_mask (B, T, K), frame_mask (B, T), sign_language_ids (B,)."""
+        return self.project(*self.pose_features(pose, point_mask, frame_mask, sign_language_ids))
+
+    def pose_features(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
+                      frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pose encoder's output before the projection, (B, T', D_pose), and its frame mask (B, T')."""
         if point_mask is None:
             point_mask = torch.isfinite(pose).all(-1)
         condition = None
         if self.language_embedding is not None and sign_language_ids is not None:
             condition = self.language_embedding(sign_language_ids)  # (B, D_pose)
-        x, mask = self.pose_encoder(pose, point_mask, frame_mask, condition)  # (B, T', D_pose), (B, T')
-        x = self.projection(x) * mask.unsqueeze(-1).to(x.dtype)  # (B, T', D_text)
+        return self.pose_encoder(pose, point_mask, frame_mask, condition)
+
+    def project(self, features: torch.Tensor, mask: torch.Tensor) -> PoseEncoderOutput:
+        """Pose features (B, T', D_pose) to the text model's width (B, T', D_text), padded frames zeroed."""
+        x = self.projection(features) * mask.unsqueeze(-1).to(features.dtype)
         return PoseEncoderOutput(last_hidden_state=x, attention_mask=mask)
 
 

@@ -22,7 +22,7 @@ from signt5.data.cache import PreparedDataset
 from signt5.data.dataset import pad_batch
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
-from signt5.models.modeling import PoseEncoderOutput, model_inputs
+from signt5.models.modeling import model_inputs
 
 from . import faults
 from .config import TrainConfig
@@ -49,7 +49,7 @@ def freeze_for_phase(model: torch.nn.Module, phase: str) -> None:
 class CachedBatch:
     """One training batch as the frozen encoder saw it: what the decoder's forward needs, and nothing else."""
 
-    memory: torch.Tensor  # (B, T', D), CACHE_DTYPE
+    features: torch.Tensor  # (B, T', D_pose), CACHE_DTYPE: the pose encoder's output, narrower than the memory
     mask: torch.Tensor  # (B, T')
     sign_language_ids: torch.Tensor | None  # (B,)
     labels: torch.Tensor  # (B, L)
@@ -57,7 +57,9 @@ class CachedBatch:
 
     def forward(self, model: torch.nn.Module) -> torch.Tensor:
         """The decoder's loss on this batch (teacher-forced, plus the model's guided-attention prior)."""
-        encoded = PoseEncoderOutput(last_hidden_state=self.memory.float(), attention_mask=self.mask)
+        encoder = model.module.encoder if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model.encoder
+        with torch.no_grad():  # the projection is the frozen encoder's too
+            encoded = encoder.project(self.features.float(), self.mask)
         return model(encoder_outputs=encoded, labels=self.labels, sign_language_ids=self.sign_language_ids).loss
 
 
@@ -78,13 +80,13 @@ def cache_encoder_outputs(model: Any, tokenizer: Any, dataset: PreparedDataset, 
                 batch = pad_batch([dataset[key] for key in keys], frame_multiple=frame_multiple)
                 inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
                 with autocast_for(device):
-                    encoded = model.encoder(inputs["pose"], inputs["point_mask"], inputs["frame_mask"],
-                                            inputs.get("sign_language_ids"))
-                batches.append(CachedBatch(encoded.last_hidden_state.to(CACHE_DTYPE), encoded.attention_mask,
-                                           inputs.get("sign_language_ids"), inputs["labels"], batch["ids"]))
+                    features, mask = model.encoder.pose_features(inputs["pose"], inputs["point_mask"],
+                                                                 inputs["frame_mask"], inputs.get("sign_language_ids"))
+                batches.append(CachedBatch(features.to(CACHE_DTYPE), mask, inputs.get("sign_language_ids"),
+                                           inputs["labels"], batch["ids"]))
     finally:
         model.train(was_training)
-    megabytes = sum(b.memory.numel() * b.memory.element_size() for b in batches) / 2**20
+    megabytes = sum(b.features.numel() * b.features.element_size() for b in batches) / 2**20
     logger.info("decoder phase: %d batches of encoder outputs cached (%.0f MiB)", len(batches), megabytes)
     return batches
 

@@ -433,7 +433,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "many steps on the frozen encoder's cached outputs (default 0: both together)")
     p.add_argument("--decoder_lr", type=float, default=None, help="the decoder phase's peak learning rate (default: --lr)")
     p.add_argument("--decoder_passes", type=int, default=None,
-                   help="augmented passes over the training split cached for the decoder phase (default 4)")
+                   help="augmented passes over the training split cached for the decoder phase (default 5)")
     p.set_defaults(func=_run_train)
 
 

@@ -94,6 +94,37 @@ def test_cached_outputs_are_the_encoders_over_augmented_passes(tiny_model, tiny_
     assert torch.equal(first.mask, encoded.attention_mask)
 
 
+def test_cached_batches_in_parts_equal_the_whole(tiny_model, tiny_corpus, monkeypatch):
+    """Over the frame budget the encoder runs a batch in parts, padded back together: the same samples, features,
+    masks and labels as the whole batch at once."""
+    model, tokenizer = load_run_model(tiny_model / "checkpoint-best")
+    samples = prepare_all(read_manifest(tiny_corpus / "manifest.csv", "train"),
+                          training_data_config(DataConfig.from_dict(model.config.data)))
+    import signt5.training.decoder_phase as decoder_phase
+
+    part_counts = []
+    real_split = decoder_phase.split_batch
+    monkeypatch.setattr(decoder_phase, "split_batch", lambda *a: part_counts.append(len(real_split(*a))) or real_split(*a))
+    cached = {}
+    for budget in (0, 40):
+        config = TrainConfig(decoder_passes=1, batch_size=8, decoder_steps=1, max_batch_frames=budget)
+        dataset = PreparedDataset(samples, "gloss", AugmentConfig(), seed=0)
+        sampler = BucketBatchSampler(samples.lengths(), 8, shuffle=True, seed=0)
+        cached[budget] = cache_encoder_outputs(model, tokenizer, dataset, sampler, config, torch.device("cpu"), 0)
+    whole, parts = cached[0], cached[40]
+    assert len(whole) == len(parts) and max(part_counts) > 1  # some batch did run in parts
+    for a, b in zip(whole, parts):
+        assert sorted(a.ids) == sorted(b.ids) and b.mask.dtype == torch.bool
+        for i, sample in enumerate(a.ids):
+            j = b.ids.index(sample)
+            frames, tokens = int(a.mask[i].sum()), int(a.labels[i].ne(-100).sum())
+            assert int(b.mask[j].sum()) == frames and int(b.labels[j].ne(-100).sum()) == tokens
+            torch.testing.assert_close(b.features[j, :frames].float(), a.features[i, :frames].float(),
+                                       rtol=2e-3, atol=2e-3)
+            assert torch.equal(b.labels[j, :tokens], a.labels[i, :tokens])
+            assert b.sign_language_ids[j] == a.sign_language_ids[i]
+
+
 def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
     """The epochs move the encoder and CTC head and not the decoder, and evaluate CTC alone; the decoder phase moves
     the decoder alone, on the best checkpoint's encoder, and picks the decoding from every one on dev."""

@@ -50,7 +50,7 @@ class TrainConfig:
     # the decoder trains this many steps on the frozen encoder's cached outputs (0: decoder and encoder together)
     decoder_steps: int = 0
     decoder_lr: float | None = None  # the decoder phase's peak learning rate (None: lr)
-    decoder_passes: int = 4  # augmented passes over the training split whose encoder outputs the decoder phase caches
+    decoder_passes: int = 5  # augmented passes over the training split whose encoder outputs the decoder phase caches
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)

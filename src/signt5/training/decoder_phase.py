@@ -17,12 +17,14 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from signt5.data.cache import PreparedDataset
-from signt5.data.dataset import pad_batch
+from signt5.data.dataset import pad_batch, split_batch
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
 from signt5.models.modeling import model_inputs
+from signt5.models.text import IGNORE_INDEX
 
 from . import faults
 from .config import TrainConfig
@@ -78,17 +80,40 @@ def cache_encoder_outputs(model: Any, tokenizer: Any, dataset: PreparedDataset, 
             sampler.set_epoch(epoch, dataset.epoch_lengths())
             for keys in dataset.with_speeds(list(sampler)):
                 batch = pad_batch([dataset[key] for key in keys], frame_multiple=frame_multiple)
-                inputs = model_inputs(batch, model.config, tokenizer, device, config.max_target_length)
-                with autocast_for(device):
-                    features, mask = model.encoder.pose_features(inputs["pose"], inputs["point_mask"],
-                                                                 inputs["frame_mask"], inputs.get("sign_language_ids"))
-                batches.append(CachedBatch(features.to(CACHE_DTYPE), mask, inputs.get("sign_language_ids"),
-                                           inputs["labels"], batch["ids"]))
+                batches.append(_encode(model, tokenizer, batch, config, device, frame_multiple))
     finally:
         model.train(was_training)
     megabytes = sum(b.features.numel() * b.features.element_size() for b in batches) / 2**20
     logger.info("decoder phase: %d batches of encoder outputs cached (%.0f MiB)", len(batches), megabytes)
     return batches
+
+
+def _encode(model: Any, tokenizer: Any, batch: dict, config: TrainConfig, device: torch.device,
+            frame_multiple: int) -> CachedBatch:
+    """One batch through the frozen encoder, in parts of at most ``max_batch_frames`` padded frames as in training
+    (a long batch's activations would otherwise set the run's peak memory), its parts padded back together."""
+    parts = split_batch(batch, config.max_batch_frames, frame_multiple)
+    features, masks, languages, labels, ids = [], [], [], [], []
+    for part in parts:
+        inputs = model_inputs(part, model.config, tokenizer, device, config.max_target_length)
+        with autocast_for(device):
+            part_features, mask = model.encoder.pose_features(inputs["pose"], inputs["point_mask"],
+                                                              inputs["frame_mask"], inputs.get("sign_language_ids"))
+        features.append(part_features.to(CACHE_DTYPE))  # (b, T'_part, D_pose)
+        masks.append(mask)
+        languages.append(inputs.get("sign_language_ids"))
+        labels.append(inputs["labels"])
+        ids += part["ids"]
+    return CachedBatch(_pad_cat(features, 0), _pad_cat(masks, False),
+                       None if languages[0] is None else torch.cat(languages), _pad_cat(labels, IGNORE_INDEX), ids)
+
+
+def _pad_cat(tensors: list[torch.Tensor], value: float | bool) -> torch.Tensor:
+    """Concatenate along the batch dimension, padding dimension 1 to the longest with ``value``."""
+    if len(tensors) == 1:
+        return tensors[0]
+    width = max(t.shape[1] for t in tensors)
+    return torch.cat([F.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]), value=value) for t in tensors])
 
 
 def train_decoder(model: Any, batches: list[CachedBatch], config: TrainConfig, env: Distributed,

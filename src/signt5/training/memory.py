@@ -34,6 +34,21 @@ def limit_heap_retention(threshold_bytes: int) -> bool:
     return done
 
 
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``); whether any were released.
+
+    Thousands of freed tensors (the decoder phase's cache) leave free blocks between live ones that glibc keeps
+    in its heap; the trim returns their pages, so the next allocations (decoding) do not stack on top of them.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return malloc_trim(0) == 1
+
+
 ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 
 

@@ -36,7 +36,7 @@ from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults
-from .memory import limit_heap_retention, limit_primitive_cache
+from .memory import limit_heap_retention, limit_primitive_cache, release_free_heap
 from .config import TrainConfig
 from .decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, freeze_for_phase, train_decoder
 from .distributed import Distributed, init_distributed
@@ -387,6 +387,7 @@ class _Run:
             if progress is not None:
                 progress.close()
         del batches
+        release_free_heap()  # the cache's pages, before decoding allocates its own
         state.decoder_phase_done = True
         record: dict[str, Any] = {"phase": "decoder", "epoch": state.epoch,
                                   "step": state.global_step + config.decoder_steps, "loss": loss}

@@ -30,6 +30,7 @@ from signt5.data.cache import PreparedDataset, prepare_all  # noqa: E402
 from signt5.data.dataset import DataConfig, pad_batch  # noqa: E402
 from signt5.data.manifest import read_manifest  # noqa: E402
 from signt5.models.modeling import selected_layout  # noqa: E402
+from signt5.models.peer import FlatPoseEncoder  # noqa: E402
 from signt5.models.pose_encoder import PoseEncoder, PoseEncoderConfig  # noqa: E402
 
 
@@ -43,12 +44,12 @@ def edit_distance(a: list, b: list) -> int:
 
 
 class CTCProbe(nn.Module):
-    """PoseEncoder + sign-language embedding + linear CTC head (class 0 = blank)."""
+    """PoseEncoder (or the YouTube-ASL peer's) + sign-language embedding + linear CTC head (class 0 = blank)."""
 
     def __init__(self, config: PoseEncoderConfig, languages: list[str], vocab_size: int):
         super().__init__()
         self.languages = languages
-        self.encoder = PoseEncoder(config)
+        self.encoder = FlatPoseEncoder(config) if config.architecture == "youtube_asl" else PoseEncoder(config)
         self.language = nn.Embedding(len(languages) + 1, config.d_model)
         self.head = nn.Linear(config.d_model, vocab_size)
 

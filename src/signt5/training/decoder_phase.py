@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 ENCODER_PREFIXES = ("encoder.", "ctc_head.")  # what the first phase trains; the second trains the rest
 DECODER_PHASE_STREAM = 7919  # tags this phase's random stream (batch order)
-CACHE_DTYPE = torch.float16  # the cached memory: half the bytes, ~1e-3 relative rounding (values are O(1))
+CACHE_DTYPE = torch.float16  # the cached features: half the bytes, ~1e-3 relative rounding (values are O(1))
 
 
 def freeze_for_phase(model: torch.nn.Module, phase: str) -> None:

@@ -165,3 +165,33 @@ def test_decoder_steps_need_a_ctc_head_in_stage_two():
         TrainConfig(stage="pretrain", decoder_steps=10)
     with pytest.raises(ValueError, match="decoder_passes"):
         TrainConfig(decoder_steps=10, decoder_passes=0)
+
+
+def test_load_weights_copies_a_runs_encoder_and_names_a_missing_one(tiny_model, tmp_path):
+    """The decoder phase takes the best checkpoint's encoder and CTC head from its safetensors alone."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from signt5.errors import SignT5Error
+    from signt5.models.loading import load_weights
+
+    model, _ = load_run_model(tiny_model / "checkpoint-best")
+    saved = _weights(tiny_model / "checkpoint-best")
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.add_(1.0)
+    load_weights(model, tiny_model / "checkpoint-best", ENCODER_PREFIXES, "pose encoder and CTC head")
+    state = model.state_dict()
+    assert all(torch.equal(state[k], saved[k]) for k in saved if k.startswith(ENCODER_PREFIXES))
+    decoder = [k for k in saved if k.startswith("decoder.")]
+    assert decoder and not any(torch.equal(state[k], saved[k]) for k in decoder)  # outside the prefixes: untouched
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model / "checkpoint-best", broken)
+    for f in broken.glob("*.safetensors"):
+        f.unlink()
+    dropped = "ctc_head.weight"
+    save_file({k: v.contiguous() for k, v in saved.items() if k != dropped}, str(broken / "model.safetensors"))
+    with pytest.raises(SignT5Error, match=dropped):
+        load_weights(model, broken, ENCODER_PREFIXES, "pose encoder and CTC head")

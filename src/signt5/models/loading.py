@@ -50,17 +50,28 @@ def load_run_model(path: str | Path, cls: type = SignT5ForConditionalGeneration)
     return model, load_tokenizer(folder)
 
 
-def load_pose_encoder(model: Any, source: str | Path) -> None:
-    """Copy the pose tower (``encoder.*``) of a stage-1 run into ``model``; shapes must match."""
+def load_weights(model: Any, source: str | Path, prefixes: tuple[str, ...], what: str) -> Path:
+    """Copy a saved run's weights under ``prefixes`` (e.g. ``encoder.``) into ``model``, reading its safetensors
+    alone (no model is built); every one of ``model``'s weights there must be saved and fit. Returns the folder."""
     folder = resolve_model_dir(source)
     from safetensors.torch import load_file
 
     weights = {}
     for file in sorted(folder.glob("*.safetensors")):
-        weights.update({k[len("encoder."):]: v for k, v in load_file(str(file)).items() if k.startswith("encoder.")})
+        weights.update({k: v for k, v in load_file(str(file)).items() if k.startswith(prefixes)})
+    wanted = {k for k in model.state_dict() if k.startswith(prefixes)}
     try:
-        model.encoder.load_state_dict(weights, strict=True)
+        if wanted != weights.keys():
+            differ = sorted(wanted ^ weights.keys())
+            raise RuntimeError(f"weights missing or unexpected: {', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}")
+        model.load_state_dict(weights, strict=False)
     except RuntimeError as e:
-        raise SignT5Error(f"{folder}: its pose encoder does not fit this model (same --pose_config, data and sign "
+        raise SignT5Error(f"{folder}: its {what} does not fit this model (same --pose_config, data and sign "
                           f"languages needed): {str(e).splitlines()[0]}") from None
+    return folder
+
+
+def load_pose_encoder(model: Any, source: str | Path) -> None:
+    """Copy the pose tower (``encoder.*``) of a stage-1 run into ``model``; shapes must match."""
+    folder = load_weights(model, source, ("encoder.",), "pose encoder")
     logger.info("pose encoder initialised from stage 1: %s", folder)

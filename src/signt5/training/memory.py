@@ -23,11 +23,8 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 def limit_heap_retention(threshold_bytes: int) -> bool:
     """Allocations of ``threshold_bytes`` or more get their own mapping (glibc only); whether it was set."""
-    if threshold_bytes <= 0 or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to set
+    mallopt = _glibc_function("mallopt") if threshold_bytes > 0 else None
+    if mallopt is None:
         return False
     done = mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)) == 1
     logger.debug("malloc mmap threshold %d bytes: %s", threshold_bytes, "set" if done else "refused")
@@ -40,13 +37,18 @@ def release_free_heap() -> bool:
     Thousands of freed tensors (the decoder phase's cache) leave free blocks between live ones that glibc keeps
     in its heap; the trim returns their pages, so the next allocations (decoding) do not stack on top of them.
     """
+    malloc_trim = _glibc_function("malloc_trim")
+    return malloc_trim is not None and malloc_trim(0) == 1
+
+
+def _glibc_function(name: str):
+    """glibc's function ``name`` through ctypes, or None off Linux or under another C library (musl, ...)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return malloc_trim(0) == 1
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
 
 
 ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"

@@ -31,7 +31,7 @@ from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
 from signt5.errors import TrainingError
-from signt5.models.loading import load_run_model
+from signt5.models.loading import load_run_model, load_weights
 from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
@@ -365,9 +365,7 @@ class _Run:
         config, env, state = self.config, self.env, self.state
         best = ckpt.find_checkpoint(self.out / "checkpoint-best") if self.dev_data is not None else None
         if best is not None:
-            trained, _ = load_run_model(best, self.recipe.model_class)
-            encoder = {k: v for k, v in trained.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
-            self.model.load_state_dict(encoder, strict=False)
+            load_weights(self.model, best, ENCODER_PREFIXES, "pose encoder and CTC head")
             logger.info("decoder phase: %d steps on the frozen encoder of %s", config.decoder_steps, best)
         batches = cache_encoder_outputs(self.model, self.tokenizer, self.dataset, self.sampler, config, env.device,
                                         first_epoch=state.epoch, frame_multiple=FRAME_MULTIPLE)

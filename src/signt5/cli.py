@@ -125,6 +125,9 @@ def _add_data_overrides(p: argparse.ArgumentParser) -> None:
                         "(default: the checkpoint's data.handedness)")
     p.add_argument("--fill_hand_gaps", type=_int_at_least(0, " (off)"), default=None,
                    help="fill a hand missing for at most this many frames (0: off; default: the checkpoint's)")
+    p.add_argument("--rate_band", type=float, default=None,
+                   help="resample a sample whose letters per second are off the training data's by more than this "
+                        "factor to that rate before decoding (0: off; default: the checkpoint's, 2)")
 
 
 def _load_predictor(args: argparse.Namespace):
@@ -140,6 +143,8 @@ def _load_predictor(args: argparse.Namespace):
             changes[name] = getattr(args, name)
     if changes:
         predictor.override_data(**changes)
+    if args.rate_band is not None:
+        predictor.rate_band = args.rate_band
     return predictor
 
 

@@ -10,6 +10,7 @@ whose texts are joined (:func:`split_long_items`). Evaluation and inference both
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +23,7 @@ from signt5.data.sample import PoseSample
 from signt5.errors import LayoutError, SignT5Error
 
 from .generate import generate_texts
+from .rate import is_normalising, letter_count, rate_factor, stretch_item
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class Predictor:
         self.data_config = DataConfig.from_dict(model.config.data)
         self.layout = model.config.pose_encoder_config.keypoint_layout
         self.target = model.config.target
+        # signing-rate normalisation (rate.py): on when the checkpoint knows its training rate; 0 turns it off
+        self.rate_band = float(getattr(model.config, "signing_rate_band", 0.0) or 0.0)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Predictor":
@@ -89,16 +93,46 @@ class Predictor:
             logger.warning("%d sample(s) have no sign language (.pose files carry none), and this model was trained "
                            "with sign languages (%s): without one it may translate poorly; give it "
                            "(--sign_language)", unknown, ", ".join(known))
+        start = time.perf_counter()
         windows, owners = split_long_items(items, self.data_config)
-        texts, speed = generate_texts(self.model, self.tokenizer, windows, batch_size, num_beams, max_new_tokens,
+        windows, ctc_texts = self.normalise_rates(windows, batch_size)
+        if ctc_texts is not None and (decoding or self.model.config.decoding) == "ctc":
+            redo = [i for i, (window, text) in enumerate(zip(windows, ctc_texts)) if text is None]
+            texts = list(ctc_texts)  # the first pass's texts stand for the windows it did not resample
+            for i, text in zip(redo, generate_texts(self.model, self.tokenizer, [windows[i] for i in redo],
+                                                     batch_size, decoding="ctc")[0] if redo else []):
+                texts[i] = text
+        else:
+            texts, _ = generate_texts(self.model, self.tokenizer, windows, batch_size, num_beams, max_new_tokens,
                                       decoding=decoding, ctc_weight=ctc_weight)
+        speed = len(items) / max(time.perf_counter() - start, 1e-9)
         if len(windows) == len(items):
             return texts, speed
         parts: list[list[str]] = [[] for _ in items]
         for owner, text in zip(owners, texts):
             if text.strip():
                 parts[owner].append(text.strip())
-        return [" ".join(p) for p in parts], speed * len(items) / len(windows)
+        return [" ".join(p) for p in parts], speed
+
+    def normalise_rates(self, items: Sequence[PoseItem],
+                        batch_size: int = 8) -> tuple[list[PoseItem], list[str | None] | None]:
+        """Items whose letters per second (a greedy CTC pass) are off the training data's by more than
+        ``rate_band``, resampled in time to that rate, the others unchanged (rate.py); and the first pass's text
+        of each item left as it was (None where resampled), or None when normalisation is off."""
+        config, fps = self.model.config, self.data_config.target_fps
+        reference = getattr(config, "signing_rate", None)
+        if not items or not is_normalising(reference, self.rate_band, fps) or config.ctc_weight <= 0:
+            return list(items), None
+        texts, _ = generate_texts(self.model, self.tokenizer, items, batch_size, decoding="ctc")
+        factors = [rate_factor(letter_count(text, self.target), item["pose"].shape[0], fps, reference, self.rate_band)
+                   for item, text in zip(items, texts)]
+        changed = [f for f in factors if f != 1.0]
+        if changed:
+            logger.info("%d of %d sample(s) signed outside %.2f-%.2f letters/s resampled to the training rate "
+                        "%.2f (frames x %.2f-%.2f)", len(changed), len(items), reference / self.rate_band,
+                        reference * self.rate_band, reference, min(changed), max(changed))
+        return ([stretch_item(item, f) if f != 1.0 else item for item, f in zip(items, factors)],
+                [text if f == 1.0 else None for text, f in zip(texts, factors)])
 
     def _check_sign_language(self, code: str) -> None:
         """A code the model never saw would silently act as "unknown"; a typo should not pass for a language."""

@@ -87,6 +87,8 @@ class SignT5Config(PreTrainedConfig):
     guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
     decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
     memory_spelling: bool = False  # add the CTC posteriors' spelling, in the decoder's token embeddings, to its memory
+    signing_rate: float | None = None  # training split's median letters/s (decoding/rate.py); None: not normalised
+    signing_rate_band: float = 2.0  # decoding resamples a sample to signing_rate when its rate is off by more
     initializer_range: float = 0.02
     is_encoder_decoder: bool = True
 

@@ -30,6 +30,7 @@ from signt5.data.dataset import pad_batch, split_batch
 from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
+from signt5.decoding.rate import median_signing_rate
 from signt5.errors import TrainingError
 from signt5.models.loading import load_run_model, load_weights
 from signt5.models.modeling import ctc_units_for
@@ -168,6 +169,10 @@ class _Run:
             languages = sorted({e.sign_language for e in self.train_data.entries if e.sign_language})
             self.model, self.tokenizer = self.recipe.build_model(
                 config, languages, ctc_units_for(self.train_data.entries, config.target))
+            if config.data.target_fps:  # decoding resamples samples signed far off this rate to it (rate.py)
+                self.model.config.signing_rate = median_signing_rate(
+                    [e.label(config.target) for e in self.train_data.entries], self.train_data.lengths(),
+                    config.data.target_fps, config.target)
         if config.decoder_stage_from:  # frozen on resume too: no optimiser state for them either way
             freeze_for_phase(self.model, "decoder")
         elif config.decoder_steps:  # the epochs train the encoder phase; the decoder phase follows them

@@ -192,7 +192,7 @@ def test_speeds_drawn_ahead_of_batching_group_samples_by_their_stretched_length(
 
 
 def test_configs_saved_before_speeds_drawn_ahead_draw_them_at_load_time():
-    assert AugmentConfig().speed_draw == "bucketed"
+    assert AugmentConfig().speed_draw == "sample"
     assert AugmentConfig.from_dict({"speed": [0.75, 1.35]}).speed_draw == "sample"
     with pytest.raises(ValueError, match="speed_draw"):
         AugmentConfig(speed_draw="sometimes")

@@ -209,7 +209,8 @@ def run_variants(args: argparse.Namespace, extra: list[str]) -> None:
         words = shlex.split(flags)
         cut = words.index("|") if "|" in words else len(words)
         cmd = [sys.executable, __file__, "--name", name, "--out", str(out), "--data", str(args.data),
-               "--eval_flags", args.eval_flags, "--decodings", args.decodings, "--results", str(args.results_dir / f"{name}.json"), "--", *extra, *words[:cut], "|", *extra,
+               "--eval_flags", args.eval_flags, "--decodings", args.decodings,
+               "--results", str(args.results_dir / f"{name}.json"), "--", *extra, *words[:cut], "|", *extra,
                *words[cut + 1:]]
         logger.info("start %s: %s (log in %s)", name, shlex.join(cmd), out / "log.txt")
         with (out / "log.txt").open("w") as log:

@@ -104,7 +104,8 @@ def test_json_with_sign_language_and_beams(speaking_model, tiny_corpus, predicto
     folder = tiny_corpus / "poses" / "dev"
     capsys.readouterr()
     # rate normalisation off: its CTC pass would be a second call, and CTC decoding reuses that pass's texts
-    assert _infer(speaking_model, folder, "--json", "--sign_language", "ase", "--num_beams", "2", "--rate_band", "0") == 0
+    assert _infer(speaking_model, folder, "--json", "--sign_language", "ase", "--num_beams", "2",
+                  "--rate_band", "0") == 0
     records = [json.loads(line) for line in _lines(capsys.readouterr().out)]
     assert beams == [2]
     samples = collect_samples(folder)

@@ -125,9 +125,17 @@ def _add_data_overrides(p: argparse.ArgumentParser) -> None:
                         "(default: the checkpoint's data.handedness)")
     p.add_argument("--fill_hand_gaps", type=_int_at_least(0, " (off)"), default=None,
                    help="fill a hand missing for at most this many frames (0: off; default: the checkpoint's)")
-    p.add_argument("--rate_band", type=float, default=None,
+    p.add_argument("--rate_band", type=_rate_band, default=None,
                    help="resample a sample whose letters per second are off the training data's by more than this "
                         "factor to that rate before decoding (0: off; default: the checkpoint's, 2)")
+
+
+def _rate_band(value: str) -> float:
+    """``--rate_band``: 0 (off) or a factor above 1 (a band of 1 or less would resample nothing or everything)."""
+    band = float(value)
+    if band != 0 and not band > 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or above 1, got {value}")
+    return band
 
 
 def _load_predictor(args: argparse.Namespace):

@@ -42,7 +42,8 @@ def test_stretching_keeps_the_sample_and_its_missing_points():
     mask[8:12, 2] = False  # a point lost for 4 frames
     item = pose_item("s1", coords, mask, "A B", "ase", "x.pose")
     slow = stretch_item(item, 0.5)
-    assert slow["pose"].shape == (10, 5, 2) and (slow["id"], slow["label"], slow["sign_language"]) == ("s1", "A B", "ase")
+    assert slow["pose"].shape == (10, 5, 2)
+    assert (slow["id"], slow["label"], slow["sign_language"]) == ("s1", "A B", "ase")
     fast = stretch_item(item, 3.0)
     assert fast["pose"].shape[0] == 60
     lost = np.linspace(0, 19, 60)[~fast["mask"][:, 2]]
@@ -95,3 +96,16 @@ def test_the_predictor_resamples_only_samples_outside_the_band(speaking_model, t
     predictor.model.config.signing_rate = None  # a checkpoint from before: nothing to normalise to
     unchanged, first_pass = predictor.normalise_rates(items)
     assert first_pass is None and all(a is b for a, b in zip(unchanged, items))
+
+
+@pytest.mark.parametrize("value, ok", [("0", True), ("2", True), ("1.5", True), ("1", False), ("0.5", False),
+                                       ("-2", False)])
+def test_the_band_flag_is_off_or_above_one(value, ok):
+    from signt5.cli import build_parser
+
+    parser = build_parser()
+    if ok:
+        assert parser.parse_args(["evaluate", "--rate_band", value]).rate_band == float(value)
+    else:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["evaluate", "--rate_band", value])

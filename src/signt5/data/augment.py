@@ -40,8 +40,9 @@ class AugmentConfig:
     flicker: float = 0.02  # chance per hand per frame that a 1-3 frame dropout starts (MediaPipe losing a hand)
     min_frames: int = 4
     # when the speed factor is drawn: sample (per sample as it loads: a batch pads to its slowest draw, so a step
-    # costs ~40 % more on the CPU, but every split read better: the demo's dev CER 1.74 -> 0.93 %, BENCHMARKS.md),
-    # bucketed (per sample before batching, batches grouped by stretched length) or batch (one per batch)
+    # costs ~40 % more on the CPU, but at equal epochs every split read better: dev CER 1.74 -> 0.93 %,
+    # BENCHMARKS.md), bucketed (per sample before batching, batches grouped by stretched length) or batch (one per
+    # batch)
     speed_draw: str = "sample"
     # chance that a sample neither of whose hands dominates (two-handed signing) is mirrored: the handedness rule
     # mirrors only clearly left-handed samples, so a left-handed signer of such a word arrives as its mirror image

@@ -97,11 +97,13 @@ class Predictor:
         windows, owners = split_long_items(items, self.data_config)
         windows, ctc_texts = self.normalise_rates(windows, batch_size)
         if ctc_texts is not None and (decoding or self.model.config.decoding) == "ctc":
-            redo = [i for i, text in enumerate(ctc_texts) if text is None]
             texts = list(ctc_texts)  # the first pass's texts stand for the windows it did not resample
-            for i, text in zip(redo, generate_texts(self.model, self.tokenizer, [windows[i] for i in redo],
-                                                     batch_size, decoding="ctc")[0] if redo else []):
-                texts[i] = text
+            redo = [i for i, text in enumerate(ctc_texts) if text is None]
+            if redo:
+                again, _ = generate_texts(self.model, self.tokenizer, [windows[i] for i in redo], batch_size,
+                                          decoding="ctc")
+                for i, text in zip(redo, again):
+                    texts[i] = text
         else:
             texts, _ = generate_texts(self.model, self.tokenizer, windows, batch_size, num_beams, max_new_tokens,
                                       decoding=decoding, ctc_weight=ctc_weight)

@@ -28,8 +28,8 @@ def letter_count(text: str, target: str) -> int:
 def median_signing_rate(labels: Sequence[str], frame_counts: Sequence[int], fps: float, target: str) -> float | None:
     """The median letters per second of labelled samples (whole sample, pauses included), or None if none has a
     letter."""
-    rates = [letter_count(label, target) * fps / frames for label, frames in zip(labels, frame_counts)
-             if frames > 0 and letter_count(label, target) > 0]
+    counts = [(letter_count(label, target), frames) for label, frames in zip(labels, frame_counts)]
+    rates = [letters * fps / frames for letters, frames in counts if frames > 0 and letters > 0]
     return float(np.median(rates)) if rates else None
 
 

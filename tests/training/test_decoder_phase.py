@@ -195,3 +195,55 @@ def test_load_weights_copies_a_runs_encoder_and_names_a_missing_one(tiny_model, 
     save_file({k: v.contiguous() for k, v in saved.items() if k != dropped}, str(broken / "model.safetensors"))
     with pytest.raises(SignT5Error, match=dropped):
         load_weights(model, broken, ENCODER_PREFIXES, "pose encoder and CTC head")
+
+
+def test_cached_alignment_and_trimmed_frames_give_the_forwards_loss(tiny_model, tiny_corpus):
+    """A cached batch holds no all-padding frames and the labels' CTC alignment, computed once: the decoder's loss
+    from it equals the loss of a forward that aligns afresh on the untrimmed frames."""
+    model, tokenizer = load_run_model(tiny_model / "checkpoint-best")
+    assert model.config.positions == "ctc" and model.ctc_head is not None
+    samples = prepare_all(read_manifest(tiny_corpus / "manifest.csv", "train"),
+                          training_data_config(DataConfig.from_dict(model.config.data)))
+    config = TrainConfig(decoder_passes=1, batch_size=4, decoder_steps=1)
+    dataset = PreparedDataset(samples, "gloss", AugmentConfig(), seed=0)
+    sampler = BucketBatchSampler(samples.lengths(), 4, shuffle=True, seed=0)
+    batches = cache_encoder_outputs(model, tokenizer, dataset, sampler, config, torch.device("cpu"), 0,
+                                    frame_multiple=32)
+    freeze_for_phase(model, "decoder")
+    model.train()
+    for batch in batches:
+        assert batch.mask[:, -1].any() and batch.alignment is not None
+        padded_features = torch.nn.functional.pad(batch.features, (0, 0, 0, 16))  # as the encoder padded them
+        padded_mask = torch.nn.functional.pad(batch.mask, (0, 16), value=False)
+        with torch.no_grad():
+            encoded = model.encoder.project(padded_features.float(), padded_mask)
+            torch.manual_seed(1)  # the random count offsets of positions ctc
+            fresh = model(encoder_outputs=encoded, labels=batch.labels,
+                          sign_language_ids=batch.sign_language_ids).loss
+            torch.manual_seed(1)
+            cached = batch.forward(model)
+        torch.testing.assert_close(cached, fresh)
+
+
+def test_a_frozen_ctc_head_on_a_frozen_memory_adds_no_loss(tiny_model, tiny_corpus):
+    """In the decoder phase the CTC loss is a constant: training leaves it out; with the head trainable it counts."""
+    model, tokenizer = load_run_model(tiny_model / "checkpoint-best")
+    samples = prepare_all(read_manifest(tiny_corpus / "manifest.csv", "train")[:3],
+                          training_data_config(DataConfig.from_dict(model.config.data)))
+    inputs = model_inputs(pad_batch(samples.items("gloss")), model.config, tokenizer, "cpu", 64)
+    with torch.no_grad():
+        encoded = model.encoder(inputs["pose"], inputs["point_mask"], inputs["frame_mask"], inputs["sign_language_ids"])
+        ctc = model(encoder_outputs=encoded, labels=inputs["labels"], ctc_only=True,
+                    sign_language_ids=inputs["sign_language_ids"]).loss
+    model.train()
+    losses = {}
+    for phase in ("decoder", "both"):
+        if phase == "decoder":
+            freeze_for_phase(model, "decoder")
+        else:
+            model.requires_grad_(True)
+        torch.manual_seed(1)
+        losses[phase] = model(encoder_outputs=encoded, labels=inputs["labels"],
+                              sign_language_ids=inputs["sign_language_ids"]).loss
+    assert ctc > 0
+    torch.testing.assert_close(losses["both"] - losses["decoder"], model.config.ctc_weight * ctc)

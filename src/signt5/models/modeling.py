@@ -26,6 +26,7 @@ from signt5.data.layout import KeypointLayout, layout_by_name
 
 from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, emission_positions,
                         guided_attention_loss, memory_positions, sinusoidal_positions, unit_positions)
+from .choices import DECODER_MEMORIES, GUIDES, POSITIONS
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
 from .peer import FlatPoseEncoder
 from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
@@ -35,9 +36,6 @@ from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, is_b
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_LAYOUT = "holistic_586"
-POSITIONS = ("sinusoidal", "both_ends", "ctc", "none")  # both_ends: also from the end; ctc: counted in CTC emissions
-GUIDES = ("ctc", "diagonal")  # where guided attention sends each token: its CTC-aligned frames | the diagonal
-DECODER_MEMORIES = ("frames", "ctc_segments")
 # positions ctc: in training a sample's unit counts start at a random 0..COUNT_SHIFT (memory and decoder alike),
 # so counts past the longest training word are not new at test time; decoding starts mid-range, where training
 # saw every count (from 0 the first letters were misread: BENCHMARKS.md)
@@ -275,10 +273,14 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                 labels: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
                 decoder_attention_mask: torch.Tensor | None = None,
                 encoder_outputs: PoseEncoderOutput | tuple | None = None, cache: Any = None,
-                use_cache: bool | None = None, ctc_only: bool = False, **kwargs: Any) -> Seq2SeqLMOutput:
+                use_cache: bool | None = None, ctc_only: bool = False,
+                ctc_alignment: Sequence[tuple[list[int] | None, list[int | None]]] | None = None,
+                **kwargs: Any) -> Seq2SeqLMOutput:
         """Teacher-forced loss with ``labels`` (B, L; -100 = ignore), or one decoding step inside generate().
 
         ``ctc_only``: the CTC loss alone, the decoder not run (stage 2's encoder phase, training/decoder_phase.py).
+        ``ctc_alignment``: the labels' :meth:`forced_alignment`, when the caller has it (a frozen encoder's).
+        In training, a CTC loss that cannot move anything (frozen head, frozen memory) is left out of the loss.
         """
         if encoder_outputs is None:
             encoder_outputs = self.encoder(pose, point_mask, frame_mask, sign_language_ids)
@@ -308,7 +310,8 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         alignment = None  # training: the CTC forced alignment of the labels, and each token's unit
         if labels is not None and ctc_log_probs is not None and frames_memory and (
                 self.config.positions == "ctc" or (guided and self.config.guided_attention == "ctc")):
-            alignment = self.forced_alignment(ctc_log_probs, memory_mask, labels, sign_language_ids)
+            alignment = (ctc_alignment if ctc_alignment is not None else
+                         self.forced_alignment(ctc_log_probs, memory_mask, labels, sign_language_ids))
         scale = self.config.decoder_gradient_to_encoder
         if scale != 1.0 and torch.is_grad_enabled():
             memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
@@ -348,8 +351,9 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                                    ignore_index=IGNORE_INDEX)
             if ctc_log_probs is not None:
                 weight = self.config.ctc_weight
-                loss = (1 - weight) * loss + weight * self.ctc_loss(ctc_log_probs, encoder_mask, labels,
-                                                                    sign_language_ids)
+                loss = (1 - weight) * loss
+                if ctc_log_probs.requires_grad or not self.training:  # else a constant (the decoder phase)
+                    loss = loss + weight * self.ctc_loss(ctc_log_probs, encoder_mask, labels, sign_language_ids)
             if guided and memory_mask is not None:
                 loss = loss + self.config.guided_attention_weight * self.attention_prior_loss(
                     decoded.cross_attentions, labels, memory_mask, alignment)

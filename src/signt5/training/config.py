@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from signt5.data.augment import AugmentConfig
 from signt5.data.dataset import DataConfig
-from signt5.models.modeling import DECODER_MEMORIES, GUIDES, POSITIONS
+from signt5.models.choices import DECODER_MEMORIES, GUIDES, POSITIONS
 
 STAGES = ("pretrain", "finetune")
 # settings a --resume may change: how long and how often, not what a step sees or what the model is
@@ -44,7 +44,9 @@ class TrainConfig:
     guided_attention_weight: float = 2.0  # stage 2: weight of the prior on cross-attention (0: off)
     guided_attention: str = "ctc"  # stage 2: the prior: ctc (each token's CTC-aligned frames) | diagonal
     letter_tokens: bool = True  # stage 2, gloss target, byte vocabulary: one decoder token per letter of several bytes
-    memory_spelling: bool = False  # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to its memory (measured: no gain)
+    # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to the decoder's memory; with the decoder
+    # phase it took joint decoding below CTC on dev and test in both seeds tried (BENCHMARKS.md, tenth session)
+    memory_spelling: bool = True
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     # stage 2 in two phases (training/decoder_phase.py): the epochs train the pose encoder and CTC head alone, then
     # the decoder trains this many steps on the frozen encoder's cached outputs (0: decoder and encoder together)

@@ -56,13 +56,15 @@ class CachedBatch:
     sign_language_ids: torch.Tensor | None  # (B,)
     labels: torch.Tensor  # (B, L)
     ids: list[str]  # the samples, for the messages about a batch
+    alignment: list | None = None  # the labels' CTC forced alignment on these features, when the model reads one
 
     def forward(self, model: torch.nn.Module) -> torch.Tensor:
         """The decoder's loss on this batch (teacher-forced, plus the model's guided-attention prior)."""
         encoder = model.module.encoder if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model.encoder
         with torch.no_grad():  # the projection is the frozen encoder's too
             encoded = encoder.project(self.features.float(), self.mask)
-        return model(encoder_outputs=encoded, labels=self.labels, sign_language_ids=self.sign_language_ids).loss
+        return model(encoder_outputs=encoded, labels=self.labels, sign_language_ids=self.sign_language_ids,
+                     ctc_alignment=self.alignment).loss
 
 
 @torch.no_grad()
@@ -104,8 +106,25 @@ def _encode(model: Any, tokenizer: Any, batch: dict, config: TrainConfig, device
         languages.append(inputs.get("sign_language_ids"))
         labels.append(inputs["labels"])
         ids += part["ids"]
-    return CachedBatch(_pad_cat(features, 0), _pad_cat(masks, False),
-                       None if languages[0] is None else torch.cat(languages), _pad_cat(labels, IGNORE_INDEX), ids)
+    mask = _pad_cat(masks, False)
+    width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else mask.shape[1]  # no all-padding frames to read
+    cached = CachedBatch(_pad_cat(features, 0)[:, :width].contiguous(), mask[:, :width].contiguous(),
+                         None if languages[0] is None else torch.cat(languages), _pad_cat(labels, IGNORE_INDEX), ids)
+    cached.alignment = _forced_alignment(model, cached, device)
+    return cached
+
+
+def _forced_alignment(model: Any, batch: CachedBatch, device: torch.device) -> list | None:
+    """The labels' CTC forced alignment on the cached features, as the model's forward would find it at every step
+    (the encoder and CTC head are frozen, so it cannot change); None when the model reads none."""
+    config = model.config
+    reads = config.positions == "ctc" or (config.guided_attention_weight > 0 and config.guided_attention == "ctc")
+    if model.ctc_head is None or config.decoder_memory != "frames" or not reads:
+        return None
+    with autocast_for(device):
+        hidden = model.encoder.project(batch.features.float(), batch.mask).last_hidden_state
+        log_probs = model.ctc_head(hidden).float().log_softmax(-1)
+    return model.forced_alignment(log_probs, batch.mask, batch.labels, batch.sign_language_ids)
 
 
 def _pad_cat(tensors: list[torch.Tensor], value: float | bool) -> torch.Tensor:

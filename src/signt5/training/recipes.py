@@ -232,7 +232,8 @@ class GenerationRecipe(Recipe):
         ``decodings``, scored on dev; the lowest CER wins, and its metrics and examples are the result."""
         refs = [item["label"] for item in items]
         has_ctc = getattr(model, "ctc_head", None) is not None
-        decodings = list(decodings or ["attention"] + (["ctc", "joint"] if has_ctc else []))
+        # min() keeps the first of equals: on a tie the decodings that run the decoder win over CTC alone
+        decodings = list(decodings or ["attention"] + (["joint", "ctc"] if has_ctc else []))
         results = {}
         for decoding in decodings:  # joint: same beams, the checkpoint's CTC weight (ESPnet's 0.3 by default)
             hyps, speed = generate_texts(model, tokenizer, items, config.eval_batch_size, config.num_beams,

@@ -7,16 +7,22 @@ DATA_DIR ?= data/fingerspelling
 
 .PHONY: install demo test test-all bench clean
 
-# The library alone is what make demo needs (76 s from a fresh clone here, against 116 s with the extras); it takes
+# --no-compile: pip byte-compiling every module of torch and transformers took 46 of the library's 76 s of install
+# here; Python compiles the modules a command imports when it first imports them instead (about 6 s once), so a
+# PYTHONDONTWRITEBYTECODE from the caller's environment is not passed on (it would make every command pay that).
+PIP_INSTALL := $(PY) -m pip install -q --no-compile
+unexport PYTHONDONTWRITEBYTECODE
+
+# The library alone is what make demo needs (30 s from a fresh clone here, against 62 s with the extras); it takes
 # the numpy that the video extra's mediapipe 0.10.21 needs (< 2), so the demo runs on what the tests run on.
 $(VENV)/.installed-lib: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e . 'numpy>=1.26,<2; python_version < "3.13"'
+	$(PIP_INSTALL) -e . 'numpy>=1.26,<2; python_version < "3.13"'
 	touch $@
 
 # dev: the test tools; video: pose extraction from video (mediapipe 0.10.21, so numpy < 2) and MP4 export
 $(VENV)/.installed: $(VENV)/.installed-lib
-	$(PY) -m pip install -q -e '.[dev,video]'
+	$(PIP_INSTALL) -e '.[dev,video]'
 	touch $@
 
 install: $(VENV)/.installed

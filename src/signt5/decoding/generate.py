@@ -78,15 +78,19 @@ def joint_ctc_weight(config: Any) -> float:
 
 def _generate(model: Any, inputs: dict, num_beams: int, max_new_tokens: int,
               ctc_weight: float | None) -> torch.Tensor:
-    """``generate()``; with ``ctc_weight`` the encoder runs once and feeds both the decoder and the CTC scorer."""
-    if ctc_weight is None:
-        return model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
+    """``generate()``; the encoder runs once and feeds the decoder and the CTC side: with ``ctc_weight`` the joint
+    scorer, else the cap that ends a hypothesis past the memory's letters (length.py)."""
     from transformers import LogitsProcessorList
 
     from .joint import joint_processor
+    from .length import length_cap
 
     encoder_outputs = model.get_encoder()(**inputs)  # carries its own frame mask (attention_mask)
-    processor = joint_processor(model, encoder_outputs, inputs.get("sign_language_ids"), ctc_weight)
+    processor = (length_cap(model, encoder_outputs) if ctc_weight is None else
+                 joint_processor(model, encoder_outputs, inputs.get("sign_language_ids"), ctc_weight))
+    if processor is None:
+        return model.generate(encoder_outputs=encoder_outputs, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                              do_sample=False)
     return model.generate(encoder_outputs=encoder_outputs, logits_processor=LogitsProcessorList([processor]),
                           num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
 

@@ -13,7 +13,7 @@ DATA_DIR ?= data/fingerspelling
 PIP_INSTALL := $(PY) -m pip install -q --no-compile
 unexport PYTHONDONTWRITEBYTECODE
 
-# The library alone is what make demo needs (30 s from a fresh clone here, against 62 s with the extras); it takes
+# The library alone is what make demo needs (30 s from a fresh clone here, against 63 s with the extras); it takes
 # the numpy that the video extra's mediapipe 0.10.21 needs (< 2), so the demo runs on what the tests run on.
 $(VENV)/.installed-lib: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

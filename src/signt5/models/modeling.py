@@ -75,7 +75,7 @@ class SignT5Config(PreTrainedConfig):
     contrastive_dim: int = 256
     decoding: str = "attention"  # attention (generate()) | ctc (greedy CTC on the encoder) | joint; picked on dev
     ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
-    joint_ctc_weight: float = 0.7  # joint decoding: weight of the CTC prefix score beside the decoder's
+    joint_ctc_weight: float = 0.5  # joint decoding: weight of the CTC prefix score beside the decoder's
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     letter_tokens: list | None = None  # letters of several bytes with a decoder token each, ids 259, 260, ...
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed

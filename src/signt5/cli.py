@@ -98,7 +98,7 @@ def _add_decoding(p: argparse.ArgumentParser) -> None:
                         "one the checkpoint chose on dev")
     p.add_argument("--joint_ctc_weight", "--ctc_weight_decoding", dest="joint_ctc_weight", type=_weight, default=None,
                    help="joint decoding's CTC weight w: score = (1 - w) log P_decoder + w log P_ctc (default: the "
-                        "checkpoint's, else 0.3, ESPnet's; 0 = attention alone)")
+                        "checkpoint's, else 0.5; 0 = attention alone)")
 
 
 def _int_at_least(minimum: int, zero_means: str = ""):

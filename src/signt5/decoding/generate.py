@@ -90,10 +90,8 @@ def _generate(model: Any, inputs: dict, num_beams: int, max_new_tokens: int,
     encoder_outputs = model.get_encoder()(**inputs)  # carries its own frame mask (attention_mask)
     processor = (length_cap(model, encoder_outputs) if ctc_weight is None else
                  joint_processor(model, encoder_outputs, inputs.get("sign_language_ids"), ctc_weight))
-    if processor is None:
-        return model.generate(encoder_outputs=encoder_outputs, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                              do_sample=False)
-    return model.generate(encoder_outputs=encoder_outputs, logits_processor=LogitsProcessorList([processor]),
+    return model.generate(encoder_outputs=encoder_outputs,
+                          logits_processor=LogitsProcessorList([processor] if processor is not None else []),
                           num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
 
 

@@ -308,8 +308,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                 labels is not None or (reads_ctc and frames_memory and reused is None)):
             ctc_log_probs = self.ctc_head(hidden).float().log_softmax(-1)
         alignment = None  # training: the CTC forced alignment of the labels, and each token's unit
-        if labels is not None and ctc_log_probs is not None and frames_memory and (
-                self.config.positions == "ctc" or (guided and self.config.guided_attention == "ctc")):
+        if labels is not None and ctc_log_probs is not None and frames_memory and self.aligns_labels(guided):
             alignment = (ctc_alignment if ctc_alignment is not None else
                          self.forced_alignment(ctc_log_probs, memory_mask, labels, sign_language_ids))
         scale = self.config.decoder_gradient_to_encoder
@@ -438,6 +437,12 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         text = self.config.text_config
         space = [ord(" ") + BYTE_OFFSET] if is_byte_vocabulary(text, self.config.letter_tokens) else []
         return [text.pad_token_id, text.eos_token_id, *space]
+
+    def aligns_labels(self, guided: bool) -> bool:
+        """Whether a teacher-forced forward reads the labels' CTC forced alignment: for positions counted in CTC
+        emissions, or (``guided``: the prior is on) for guided attention sent to the CTC-aligned frames."""
+        return (self.ctc_head is not None and self.config.decoder_memory == "frames"
+                and (self.config.positions == "ctc" or (guided and self.config.guided_attention == "ctc")))
 
     def forced_alignment(self, ctc_log_probs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                          sign_language_ids: torch.Tensor | None = None

@@ -117,13 +117,10 @@ def _encode(model: Any, tokenizer: Any, batch: dict, config: TrainConfig, device
 def _forced_alignment(model: Any, batch: CachedBatch, device: torch.device) -> list | None:
     """The labels' CTC forced alignment on the cached features, as the model's forward would find it at every step
     (the encoder and CTC head are frozen, so it cannot change); None when the model reads none."""
-    config = model.config
-    reads = config.positions == "ctc" or (config.guided_attention_weight > 0 and config.guided_attention == "ctc")
-    if model.ctc_head is None or config.decoder_memory != "frames" or not reads:
+    if not model.aligns_labels(guided=model.config.guided_attention_weight > 0):  # the phase trains: the prior is on
         return None
     with autocast_for(device):
-        hidden = model.encoder.project(batch.features.float(), batch.mask).last_hidden_state
-        log_probs = model.ctc_head(hidden).float().log_softmax(-1)
+        log_probs, _ = model.ctc_log_probs(model.encoder.project(batch.features.float(), batch.mask))
     return model.forced_alignment(log_probs, batch.mask, batch.labels, batch.sign_language_ids)
 
 

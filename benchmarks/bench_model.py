@@ -26,7 +26,8 @@ from transformers import UMT5ForConditionalGeneration
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from signt5.models.modeling import SignT5ForConditionalGeneration, build_config  # noqa: E402
+from signt5.models.configuration import build_config  # noqa: E402
+from signt5.models.modeling import SignT5ForConditionalGeneration  # noqa: E402
 from signt5.models.pose_encoder import PoseEncoderConfig  # noqa: E402
 from signt5.models.text import umt5_config  # noqa: E402
 

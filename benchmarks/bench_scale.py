@@ -48,7 +48,7 @@ def build(manifest: str) -> None:
     from signt5.data.dataset import DataConfig, SampleLoader
     from signt5.data.manifest import read_manifest
     from signt5.data.sample import PoseSample
-    from signt5.models.modeling import selected_layout
+    from signt5.models.configuration import selected_layout
 
     layout = selected_layout(DataConfig())
 

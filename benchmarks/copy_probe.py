@@ -23,7 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from signt5.models.modeling import PoseEncoderOutput, SignT5ForConditionalGeneration, build_config  # noqa: E402
+from signt5.models.configuration import build_config  # noqa: E402
+from signt5.models.encoder import PoseEncoderOutput  # noqa: E402
+from signt5.models.modeling import SignT5ForConditionalGeneration  # noqa: E402
 from signt5.models.pose_encoder import PoseEncoderConfig  # noqa: E402
 from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config  # noqa: E402
 

@@ -29,7 +29,7 @@ from signt5.data.augment import AugmentConfig  # noqa: E402
 from signt5.data.cache import PreparedDataset, prepare_all  # noqa: E402
 from signt5.data.dataset import DataConfig, pad_batch  # noqa: E402
 from signt5.data.manifest import read_manifest  # noqa: E402
-from signt5.models.modeling import selected_layout  # noqa: E402
+from signt5.models.configuration import selected_layout  # noqa: E402
 from signt5.models.peer import FlatPoseEncoder  # noqa: E402
 from signt5.models.pose_encoder import PoseEncoder, PoseEncoderConfig  # noqa: E402
 

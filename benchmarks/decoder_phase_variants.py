@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from signt5.data.cache import PreparedDataset, prepare_all, training_data_config  # noqa: E402
 from signt5.data.manifest import read_manifest  # noqa: E402
 from signt5.data.sampler import BucketBatchSampler  # noqa: E402
+from signt5.models.configuration import SignT5Config  # noqa: E402
 from signt5.models.loading import load_run_model  # noqa: E402
-from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration  # noqa: E402
+from signt5.models.modeling import SignT5ForConditionalGeneration  # noqa: E402
 from signt5.training.config import TrainConfig  # noqa: E402
 from signt5.training.decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, train_decoder  # noqa: E402
 from signt5.training.distributed import Distributed  # noqa: E402

@@ -32,9 +32,11 @@ from signt5.data.manifest import read_manifest  # noqa: E402
 from signt5.data.sampler import BucketBatchSampler  # noqa: E402
 from signt5.decoding.generate import generate_texts  # noqa: E402
 from signt5.decoding.metrics import compute_metrics  # noqa: E402
+from signt5.models.configuration import SignT5Config  # noqa: E402
+from signt5.models.encoder import PoseEncoderOutput  # noqa: E402
+from signt5.models.labels import model_inputs  # noqa: E402
 from signt5.models.loading import load_run_model  # noqa: E402
-from signt5.models.modeling import (PoseEncoderOutput, SignT5Config, SignT5ForConditionalGeneration,  # noqa: E402
-                                    model_inputs)
+from signt5.models.modeling import SignT5ForConditionalGeneration  # noqa: E402
 from signt5.models.text import BYTE_OFFSET, IGNORE_INDEX, add_letter_tokens, multi_byte_letters  # noqa: E402
 
 INDEX_BUCKETS = ((0, 1), (1, 4), (4, 8), (8, 99))  # letter index in the word

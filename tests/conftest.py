@@ -94,8 +94,8 @@ def speaking_model(tiny_model, tiny_corpus, tmp_path_factory):
     from signt5.data.dataset import pad_batch
     from signt5.data.readers import read_samples
     from signt5.decoding.predictor import Predictor
+    from signt5.models.labels import model_inputs
     from signt5.models.loading import load_run_model
-    from signt5.models.modeling import model_inputs
 
     model, tokenizer = load_run_model(tiny_model)
     items = [Predictor(model, tokenizer, tiny_model).prepare(s) for s in read_samples(tiny_corpus / "data.pkl").values()]

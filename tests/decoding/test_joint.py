@@ -10,7 +10,8 @@ from signt5.data.dataset import DataConfig, prepare_sample
 from signt5.data.item import PoseItem, pose_item
 from signt5.decoding.generate import generate_texts
 from signt5.decoding.joint import END, Action, EXTEND, INVALID, NONE, LetterUnitLabels, ctc_labels_for
-from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
+from signt5.models.configuration import build_config
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import BYTE_OFFSET, BYTE_VOCAB_SIZE, byte_tokenizer, umt5_config
 

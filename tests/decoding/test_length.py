@@ -8,7 +8,7 @@ from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
 from signt5.data.item import pose_item
 from signt5.decoding.generate import generate_texts
 from signt5.decoding.length import EMISSION_MARGIN, EmissionLengthCap, emission_counts, length_cap, tokens_per_unit
-from signt5.models.modeling import model_inputs
+from signt5.models.labels import model_inputs
 from signt5.models.text import BYTE_OFFSET, byte_tokenizer
 
 from ..conftest import make_sample

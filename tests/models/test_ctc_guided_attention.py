@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from signt5.models.alignment import aligned_attention_loss, aligned_frames, ctc_viterbi
-from signt5.models.modeling import PoseEncoderOutput, SignT5ForConditionalGeneration, build_config
+from signt5.models.configuration import build_config
+from signt5.models.encoder import PoseEncoderOutput
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import BYTE_OFFSET, byte_tokenizer, tokenize_targets, umt5_config
 

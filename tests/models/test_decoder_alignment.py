@@ -16,7 +16,9 @@ import torch
 
 from signt5.models.alignment import (GUIDED_ATTENTION_WIDTH, guided_attention_loss, memory_positions,
                                      sinusoidal_positions)
-from signt5.models.modeling import PoseEncoderOutput, SignT5ForConditionalGeneration, build_config
+from signt5.models.configuration import build_config
+from signt5.models.encoder import PoseEncoderOutput
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import LogitsProcessorList
 
-from signt5.models.modeling import PoseEncoderOutput, SignT5ForConditionalGeneration, build_config
+from signt5.models.configuration import build_config
+from signt5.models.encoder import PoseEncoderOutput
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.spelling import MemorySpelling, unit_spelling_table
 from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config

@@ -10,8 +10,10 @@ from transformers import LogitsProcessor, LogitsProcessorList, UMT5ForConditiona
 
 from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
 from signt5.data.item import pose_item
+from signt5.models.configuration import SignT5Config, build_config
 from signt5.models.contrastive import SignT5ForContrastivePretraining
-from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration, build_config, model_inputs
+from signt5.models.labels import model_inputs
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import (BYTE_VOCAB_SIZE, IGNORE_INDEX, byte_tokenizer, load_tokenizer, pretrained_umt5_dir,
                                 tokenize_targets, umt5_config)
@@ -232,7 +234,8 @@ def test_ctc_auxiliary_loss_matches_its_formula():
     """The hybrid loss is (1 - w) * cross-entropy + w * CTC over the encoder frames, spaces and eos dropped."""
     import torch.nn.functional as F
 
-    from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
+    from signt5.models.configuration import build_config
+    from signt5.models.modeling import SignT5ForConditionalGeneration
     from signt5.models.pose_encoder import PoseEncoderConfig
     from signt5.models.text import byte_tokenizer, tokenize_targets, umt5_config
 
@@ -260,7 +263,8 @@ def test_ctc_auxiliary_loss_matches_its_formula():
 def test_ctc_greedy_decoding_is_the_best_path_collapsed():
     """ctc_decode = argmax per valid frame, repeats merged, blanks (pad) dropped; padded frames ignored."""
     from signt5.decoding.generate import ctc_text
-    from signt5.models.modeling import SignT5ForConditionalGeneration, build_config
+    from signt5.models.configuration import build_config
+    from signt5.models.modeling import SignT5ForConditionalGeneration
     from signt5.models.pose_encoder import PoseEncoderConfig
     from signt5.models.text import byte_tokenizer, umt5_config
 
@@ -310,7 +314,7 @@ def test_ctc_letter_classes_one_per_letter_per_sign_language():
 
     from signt5.data.manifest import ManifestEntry
     from signt5.decoding.generate import ctc_text
-    from signt5.models.modeling import ctc_units_for, ctc_units_text
+    from signt5.models.labels import ctc_units_for, ctc_units_text
     from signt5.models.text import tokenize_targets
 
     entries = [ManifestEntry(id="a", path="a.pose", gloss="A B", sign_language="ase"),

@@ -13,7 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from signt5.data.dataset import DataConfig, pad_batch, prepare_sample
 from signt5.data.item import pose_item
-from signt5.models.modeling import SignT5Config, SignT5ForConditionalGeneration, build_config, model_inputs
+from signt5.models.configuration import SignT5Config, build_config
+from signt5.models.labels import model_inputs
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.peer import FlatPoseEncoder
 from signt5.models.pose_encoder import PoseEncoder, PoseEncoderConfig
 from signt5.models.text import byte_tokenizer, umt5_config

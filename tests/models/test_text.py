@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from signt5.data.manifest import read_manifest
-from signt5.models.modeling import ctc_units_for
+from signt5.models.labels import ctc_units_for
 from signt5.models.text import (BYTE_VOCAB_SIZE, add_letter_tokens, byte_tokenizer, load_tokenizer,
                                 multi_byte_letters, token_bytes, tokenize_targets)
 from signt5.training.config import TrainConfig

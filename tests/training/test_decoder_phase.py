@@ -15,8 +15,8 @@ from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
 from signt5.data.dataset import DataConfig, pad_batch
 from signt5.data.manifest import read_manifest
 from signt5.data.sampler import BucketBatchSampler
+from signt5.models.labels import model_inputs
 from signt5.models.loading import load_run_model
-from signt5.models.modeling import model_inputs
 from signt5.training.config import TrainConfig
 from signt5.training.decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, freeze_for_phase
 

@@ -17,7 +17,7 @@ from signt5.training.config import TrainConfig
 from signt5.training.recipes import GenerationRecipe, build_model
 from signt5.data.manifest import read_manifest
 from signt5.data.dataset import DataConfig, PoseDataset, pad_batch
-from signt5.models.modeling import model_inputs
+from signt5.models.labels import model_inputs
 
 from ..conftest import tiny_train_args
 

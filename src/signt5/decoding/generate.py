@@ -46,7 +46,7 @@ def generate_texts(model: Any, tokenizer: Any, items: Sequence[PoseItem], batch_
         raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
     if ctc_weight is None:
         ctc_weight = joint_ctc_weight(model.config)
-    from signt5.models.modeling import model_inputs
+    from signt5.models.labels import model_inputs
 
     model.eval()
     device = next(model.parameters()).device
@@ -100,7 +100,7 @@ def ctc_text(config: Any, tokenizer: Any, ids: list[int]) -> str:
     CTC is trained without spaces on the byte vocabulary, so a gloss target gets its letters spaced
     again (a multi-character letter such as SCH comes out as S C H; CER, which ignores whitespace, is
     unaffected)."""
-    from signt5.models.modeling import ctc_units_text
+    from signt5.models.labels import ctc_units_text
     from signt5.models.text import is_byte_vocabulary
 
     if getattr(config, "ctc_units", None):

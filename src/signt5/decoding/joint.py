@@ -135,7 +135,7 @@ class LetterUnitLabels(CTCLabels):
 
 
 def ctc_labels_for(config: Any, sign_language_ids: torch.Tensor | None, batch_size: int) -> CTCLabels:
-    """How this model's decoder tokens map to its CTC classes (mirrors ``ctc_targets`` in modeling.py)."""
+    """How this model's decoder tokens map to its CTC classes (mirrors ``ctc_targets`` in models/labels.py)."""
     from signt5.models.text import BYTE_OFFSET, is_byte_vocabulary
 
     text = config.text_config

@@ -17,7 +17,9 @@ from transformers.utils import ModelOutput
 from signt5.data.dataset import DataConfig
 
 from .losses import ContrastiveHead
-from .modeling import SignT5Config, SignT5Encoder, SignT5PreTrainedModel, build_config
+from .configuration import SignT5Config, build_config
+from .encoder import SignT5Encoder
+from .modeling import SignT5PreTrainedModel
 from .pose_encoder import PoseEncoderConfig
 from .text import load_umt5
 

@@ -1,208 +1,43 @@
 """SignT5: pose encoder -> projection -> UMT5 decoder (stage 2); the contrastive model is in ``contrastive.py``.
 
-Both models share one config and name the pose tower ``encoder``, so a stage-1 (contrastive)
-checkpoint loads into the stage-2 (translation) model with ``from_pretrained``.
+Both models share one config (``configuration.py``) and name the pose tower ``encoder`` (``encoder.py``), so a
+stage-1 (contrastive) checkpoint loads into the stage-2 (translation) model with ``from_pretrained``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel, UMT5Config
+from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.configuration_utils import SubConfigSpec
-from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.models.umt5.modeling_umt5 import UMT5Stack
 
-from signt5.data.dataset import DataConfig, resolve_components
-from signt5.data.layout import KeypointLayout, layout_by_name
+from signt5.data.dataset import DataConfig
 
 from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, emission_positions,
                         guided_attention_loss, memory_positions, sinusoidal_positions, unit_positions)
-from .choices import DECODER_MEMORIES, GUIDES, POSITIONS
+from .configuration import SignT5Config, build_config, decoder_config
+from .encoder import TORCH_DEFAULT_INIT, PoseEncoderOutput, SignT5Encoder, keep_torch_init
+from .labels import LabelUnits
 from .losses import LOGIT_SCALE_INIT, ContrastiveHead
-from .peer import FlatPoseEncoder
-from .pose_encoder import PoseEncoder, PoseEncoderConfig, SpatialGCN
+from .pose_encoder import PoseEncoderConfig, SpatialGCN
 from .spelling import MemorySpelling
-from .text import BYTE_OFFSET, BYTE_VOCAB_SIZE, IGNORE_INDEX, UMT5_PRESETS, is_byte_vocabulary, load_umt5, token_bytes
+from .text import IGNORE_INDEX, load_umt5
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SOURCE_LAYOUT = "holistic_586"
 # positions ctc: in training a sample's unit counts start at a random 0..COUNT_SHIFT (memory and decoder alike),
 # so counts past the longest training word are not new at test time; decoding starts mid-range, where training
 # saw every count (from 0 the first letters were misread: BENCHMARKS.md)
 COUNT_SHIFT = 32
 CTC_BLANK = 0  # the pad id of the byte vocabulary and of UMT5's; class 0 of the letter units
 
-
-def selected_layout(data_config: DataConfig | None = None,
-                    source: KeypointLayout | str = DEFAULT_SOURCE_LAYOUT) -> KeypointLayout:
-    """The model's input layout: the data layer's selection (``DataConfig.components``) of ``source``."""
-    data_config = data_config or DataConfig()
-    source = layout_by_name(source) if isinstance(source, str) else source
-    return source.select(resolve_components(source, data_config.components))[0]
-
-
-def decoder_config(text_config: UMT5Config) -> UMT5Config:
-    """UMT5's decoder stack config: a copy with ``is_decoder`` set and the decoder's layer count."""
-    config = copy.deepcopy(text_config)
-    config.is_decoder = True
-    config.num_layers = text_config.num_decoder_layers
-    return config
-
-
-class SignT5Config(PreTrainedConfig):
-    """Pose encoder config + UMT5 config + the data preprocessing a checkpoint was trained with."""
-
-    model_type = "signt5"
-    sub_configs_defaults = {
-        "text_config": SubConfigSpec(UMT5Config, init_kwargs={"vocab_size": BYTE_VOCAB_SIZE, **UMT5_PRESETS["cpu"]}),
-    }
-
-    text_config: UMT5Config | dict | None = None
-    pose_encoder: dict | None = None  # PoseEncoderConfig.to_dict(), layout included
-    data: dict | None = None  # DataConfig.to_dict()
-    sign_languages: list | None = None  # codes for conditioning; id = index + 1, 0 = unknown
-    target: str = "text"  # gloss | text
-    contrastive_dim: int = 256
-    decoding: str = "attention"  # attention (generate()) | ctc (greedy CTC on the encoder) | joint; picked on dev
-    ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
-    joint_ctc_weight: float = 0.5  # joint decoding: weight of the CTC prefix score beside the decoder's
-    ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
-    letter_tokens: list | None = None  # letters of several bytes with a decoder token each, ids 259, 260, ...
-    freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
-    positions: str = "both_ends"  # absolute positions on the decoder's memory (from both ends) and inputs | sinusoidal | none
-    decoder_memory: str = "frames"  # what cross-attention reads: frames | ctc_segments (frames averaged per CTC run)
-    guided_attention_weight: float = 0.0  # training: weight of the prior on cross-attention (0: off)
-    guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
-    decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
-    memory_spelling: bool = False  # add the CTC posteriors' spelling, in the decoder's token embeddings, to its memory
-    signing_rate: float | None = None  # training split's median letters/s (decoding/rate.py); None: not normalised
-    signing_rate_band: float = 2.0  # decoding resamples a sample to signing_rate when its rate is off by more
-    initializer_range: float = 0.02
-    is_encoder_decoder: bool = True
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
-        if self.guided_attention not in GUIDES:
-            raise ValueError(f"guided_attention must be one of {', '.join(GUIDES)}, got {self.guided_attention!r}")
-        if self.decoder_memory not in DECODER_MEMORIES:
-            raise ValueError(f"decoder_memory must be one of {', '.join(DECODER_MEMORIES)}, got {self.decoder_memory!r}")
-        if self.memory_spelling and (self.ctc_weight <= 0 or self.decoder_memory != "frames"):
-            raise ValueError("memory_spelling needs a CTC head (ctc_weight > 0) and decoder_memory 'frames'")
-        if self.data is None:
-            self.data = DataConfig().to_dict()
-        pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})
-        if pose.layout is None:
-            pose = pose.with_layout(selected_layout(DataConfig.from_dict(self.data)))
-        self.pose_encoder = pose.to_dict()
-        self.sign_languages = list(self.sign_languages or [])
-        # UMT5 ties lm_head to the embeddings (and rescales) unless the checkpoint had them apart (umt5-small)
-        self.tie_word_embeddings = bool(getattr(self.text_config, "scale_decoder_outputs", True))
-
-    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
-        """The UMT5 config; for the decoder side with its own layer count (generate() sizes its cache on it)."""
-        if decoder and not encoder:
-            return decoder_config(self.text_config)
-        return self.text_config
-
-    @property
-    def pose_encoder_config(self) -> PoseEncoderConfig:
-        return PoseEncoderConfig.from_dict(self.pose_encoder)
-
-    @property
-    def data_config(self) -> DataConfig:
-        return DataConfig.from_dict(self.data)
-
-    def sign_language_ids(self, codes: Sequence[str | None]) -> list[int]:
-        """Conditioning ids for sign-language codes: index + 1, and 0 for unknown or missing codes."""
-        index = {code: i + 1 for i, code in enumerate(self.sign_languages)}
-        return [index.get(code, 0) if code else 0 for code in codes]
-
-
-def build_config(pose_encoder: PoseEncoderConfig, text_config: UMT5Config, data_config: DataConfig | None = None,
-                 sign_languages: Sequence[str] = (), target: str = "text", **kwargs: Any) -> SignT5Config:
-    """A SignT5Config whose pose layout and input dims follow the data config."""
-    data_config = data_config or DataConfig()
-    if pose_encoder.layout is None:
-        pose_encoder = pose_encoder.with_layout(selected_layout(data_config))
-    if pose_encoder.input_dims != data_config.dims:
-        raise ValueError(f"pose encoder takes {pose_encoder.input_dims} coordinates, the data gives {data_config.dims}")
-    return SignT5Config(text_config=text_config, pose_encoder=pose_encoder.to_dict(), data=data_config.to_dict(),
-                        sign_languages=list(sign_languages), target=target, **kwargs)
-
-
-@dataclass
-class PoseEncoderOutput(BaseModelOutput):
-    """Encoder output plus its (down-sampled) frame mask, which the decoder's cross-attention needs."""
-
-    attention_mask: torch.Tensor | None = None
-    memory_positions: torch.Tensor | None = None  # generate(): the first step's position table, reused after
-
-
-TORCH_DEFAULT_INIT = "_signt5_torch_init"
-
-
-def keep_torch_init(module: nn.Module) -> nn.Module:
-    """Mark ``module``'s Linear/Conv/Embedding layers to keep PyTorch's default (fan-in) initialisation.
-
-    transformers draws every weight from N(0, 0.02), which suits UMT5 but starves the pose side:
-    its input layer has 4 inputs per point, where fan-in init gives a ~15x larger scale. Measured
-    on the fingerspelling corpus: dev CER 23.4% vs 27.5% after 800 CTC steps.
-    """
-    for sub in module.modules():
-        if isinstance(sub, (nn.Linear, nn.Conv1d, nn.Embedding)):
-            setattr(sub, TORCH_DEFAULT_INIT, True)
-    return module
-
-
-class SignT5Encoder(nn.Module):
-    """Pose encoder + optional sign-language embedding + projection to the text model's width."""
-
-    main_input_name = "pose"
-
-    def __init__(self, config: SignT5Config):
-        super().__init__()
-        pose_config = config.pose_encoder_config
-        encoder_class = FlatPoseEncoder if pose_config.architecture == "youtube_asl" else PoseEncoder
-        self.pose_encoder = encoder_class(pose_config)  # youtube_asl: the peer recipe (peer.py)
-        n_languages = len(config.sign_languages)
-        self.language_embedding = (nn.Embedding(n_languages + 1, pose_config.d_model, padding_idx=0)
-                                   if n_languages else None)
-        self.projection = nn.Linear(pose_config.d_model, config.text_config.d_model)
-        keep_torch_init(self)
-
-    def forward(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
-                frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None,
-                **kwargs: Any) -> PoseEncoderOutput:
-        """pose (B, T, K, C), point_mask (B, T, K), frame_mask (B, T), sign_language_ids (B,)."""
-        return self.project(*self.pose_features(pose, point_mask, frame_mask, sign_language_ids))
-
-    def pose_features(self, pose: torch.Tensor, point_mask: torch.Tensor | None = None,
-                      frame_mask: torch.Tensor | None = None, sign_language_ids: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pose encoder's output before the projection, (B, T', D_pose), and its frame mask (B, T')."""
-        if point_mask is None:
-            point_mask = torch.isfinite(pose).all(-1)
-        condition = None
-        if self.language_embedding is not None and sign_language_ids is not None:
-            condition = self.language_embedding(sign_language_ids)  # (B, D_pose)
-        return self.pose_encoder(pose, point_mask, frame_mask, condition)
-
-    def project(self, features: torch.Tensor, mask: torch.Tensor) -> PoseEncoderOutput:
-        """Pose features (B, T', D_pose) to the text model's width (B, T', D_text), padded frames zeroed."""
-        x = self.projection(features) * mask.unsqueeze(-1).to(features.dtype)
-        return PoseEncoderOutput(last_hidden_state=x, attention_mask=mask)
 
 
 class SignT5PreTrainedModel(PreTrainedModel):
@@ -229,7 +64,7 @@ class SignT5PreTrainedModel(PreTrainedModel):
         return torch.tensor(self.config.sign_language_ids(codes), dtype=torch.long, device=self.device)
 
 
-class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
+class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, LabelUnits):
     """Pose encoder -> projection -> UMT5 decoder cross-attending to the pose features; works with generate()."""
 
     _tied_weights_keys = {"lm_head.weight": "decoder.embed_tokens.weight"}
@@ -419,25 +254,6 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
             inputs["decoder_unit_counts"] = self.decoder_unit_counts(input_ids)[:, -step:]
         return inputs
 
-    def decoder_unit_counts(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L): how many CTC units (letters; tokens of a token-level CTC) each decoder input prefix has
-        finished, so the next token reads the memory at the same count (``positions`` ctc)."""
-        separators = torch.tensor(self.separator_ids(), device=decoder_input_ids.device)
-        separator = torch.isin(decoder_input_ids, separators)
-        if not self.config.ctc_units:
-            return (~separator).long().cumsum(1)
-        ends = separator.clone()  # a letter is finished by the separator after it
-        ends[:, 0] = False
-        ends[:, 1:] &= ~separator[:, :-1]
-        return ends.long().cumsum(1)
-
-    def separator_ids(self) -> list[int]:
-        """Tokens that spell no CTC unit and end a letter: padding (also the decoder's start), end-of-sequence
-        and, with the byte vocabulary, the space."""
-        text = self.config.text_config
-        space = [ord(" ") + BYTE_OFFSET] if is_byte_vocabulary(text, self.config.letter_tokens) else []
-        return [text.pad_token_id, text.eos_token_id, *space]
-
     def aligns_labels(self, guided: bool) -> bool:
         """Whether a teacher-forced forward reads the labels' CTC forced alignment: for positions counted in CTC
         emissions, or (``guided``: the prior is on) for guided attention sent to the CTC-aligned frames."""
@@ -501,57 +317,6 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
                               for path, units in alignment])
         return aligned_attention_loss(cross_attentions, frames.to(labels.device), token_mask)
 
-    def token_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None
-                    ) -> list[list[int | None]]:
-        """Per label token, the CTC target unit it spells (k >= 0, an index into :meth:`ctc_targets`' row),
-        ``-(k + 1)`` for a token between units k - 1 and k (a space; end-of-sequence after the last unit), None
-        for padding."""
-        return [units for _, units in self.label_units(labels, sign_language_ids)]
-
-    def ctc_targets(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None) -> list[list[int]]:
-        """Each label row as CTC classes: "language:letter" units when ``ctc_units`` is set, else token ids.
-
-        One class per letter of a sign language (not per UTF-8 byte: a Cyrillic or Arabic letter is
-        two) measured 3.5 % vs 6.1 % dev CER in the CTC probe (BENCHMARKS.md).
-        """
-        return [classes for classes, _ in self.label_units(labels, sign_language_ids)]
-
-    def label_units(self, labels: torch.Tensor, sign_language_ids: torch.Tensor | None = None
-                    ) -> list[tuple[list[int], list[int | None]]]:
-        """One walk over each label row: its CTC classes (no eos, padding or, with the byte vocabulary, spaces;
-        letters outside ``ctc_units`` dropped) and, per token, the unit it spells (see :meth:`token_units`)."""
-        text = self.config.text_config
-        separators = {IGNORE_INDEX, *self.separator_ids()}
-        table = {unit: i + 1 for i, unit in enumerate(self.config.ctc_units or [])}
-        codes = ([None] * len(labels) if sign_language_ids is None or not self.config.sign_languages else
-                 [self.config.sign_languages[i - 1] if i > 0 else None for i in sign_language_ids.tolist()])
-        rows = []
-        for row, code in zip(labels.tolist(), codes):
-            classes: list[int] = []
-            units: list[int | None] = []
-            word: list[int] = []  # with letter units: the bytes of the letter being read
-            for token in row + [None]:
-                separator = token is None or token in separators
-                if not separator:
-                    if table:
-                        word.append(token)
-                    else:
-                        units.append(len(classes))
-                        classes.append(token)
-                    continue
-                if word:
-                    spelling = b"".join(token_bytes(t, self.config.letter_tokens) for t in word)
-                    letters = spelling.decode("utf-8", "replace")
-                    spelled = [table[u] for u in (f"{code}:{letter}" for letter in letters.split()) if u in table]
-                    one_letter = len(spelled) == 1 and len(letters.split()) == 1
-                    units += [len(classes) if one_letter else -(len(classes) + 1)] * len(word)
-                    classes += spelled
-                    word = []
-                if token is not None:
-                    units.append(None if token in (IGNORE_INDEX, text.pad_token_id) else -(len(classes) + 1))
-            rows.append((classes, units))
-        return rows
-
     def ctc_log_probs(self, encoder_outputs: PoseEncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """The CTC head's log-probabilities over the encoder frames (B, T', C), float32, and their mask (B, T')."""
         if self.ctc_head is None:
@@ -595,29 +360,3 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin):
         model = cls(build_config(pose_encoder, umt5.config, data_config, sign_languages, target, **config_kwargs))
         model.load_umt5_weights(umt5)
         return model
-
-
-def ctc_units_text(units: Sequence[str], ids: Sequence[int]) -> str:
-    """CTC classes ("language:letter") back to a gloss: the letters, space-separated."""
-    return " ".join(units[i - 1].split(":", 1)[1] for i in ids if 0 < i <= len(units))
-
-
-def ctc_units_for(entries: Sequence[Any], target: str) -> list[str] | None:
-    """The letter classes of a gloss-target corpus ("language:letter", sorted); None for a text target."""
-    if target != "gloss":
-        return None
-    return sorted({f"{e.sign_language}:{letter}" for e in entries for letter in e.label(target).split()})
-
-
-def model_inputs(batch: Mapping[str, Any], config: SignT5Config, tokenizer: Any = None,
-                 device: torch.device | str | None = None, max_target_length: int | None = None) -> dict[str, Any]:
-    """Turn a ``pad_batch`` batch into forward() keyword arguments (labels tokenised when a tokenizer is given)."""
-    from .text import tokenize_targets
-
-    inputs: dict[str, Any] = {k: batch[k].to(device) for k in ("pose", "point_mask", "frame_mask")}
-    if config.sign_languages:
-        ids = config.sign_language_ids(batch.get("sign_languages") or [None] * len(batch["pose"]))
-        inputs["sign_language_ids"] = torch.tensor(ids, dtype=torch.long, device=device)
-    if tokenizer is not None and batch.get("labels") is not None:
-        inputs["labels"] = tokenize_targets(tokenizer, batch["labels"], max_target_length).to(device)
-    return inputs

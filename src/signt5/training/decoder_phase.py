@@ -23,7 +23,7 @@ from signt5.data.cache import PreparedDataset
 from signt5.data.dataset import pad_batch, split_batch
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
-from signt5.models.modeling import model_inputs
+from signt5.models.labels import model_inputs
 from signt5.models.text import IGNORE_INDEX
 
 from . import faults

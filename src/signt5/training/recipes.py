@@ -21,9 +21,11 @@ from signt5.data.item import PoseItem
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import EVAL_MAX_FRAMES, autocast_for, generate_texts, joint_ctc_weight
 from signt5.decoding.metrics import compute_metrics
+from signt5.models.configuration import build_config
 from signt5.models.contrastive import SignT5ForContrastivePretraining
+from signt5.models.labels import model_inputs
 from signt5.models.loading import load_pose_encoder
-from signt5.models.modeling import SignT5ForConditionalGeneration, build_config, model_inputs
+from signt5.models.modeling import SignT5ForConditionalGeneration
 from signt5.models.pose_encoder import PoseEncoderConfig
 from signt5.models.text import (add_letter_tokens, load_tokenizer, multi_byte_letters, pretrained_umt5_dir,
                                 umt5_config)

@@ -32,8 +32,8 @@ from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
 from signt5.decoding.rate import median_signing_rate
 from signt5.errors import TrainingError
+from signt5.models.labels import ctc_units_for
 from signt5.models.loading import load_run_model, load_weights
-from signt5.models.modeling import ctc_units_for
 
 from . import checkpoint as ckpt
 from . import faults

@@ -80,10 +80,10 @@ def unpack(path: Path) -> SimpleNamespace:
 
 
 def patch_prepare_all(folder: Path) -> list[str]:
-    """PATCH: ``prepare_all`` (the trainer's import and the module's, which evaluation imports when it runs)
+    """PATCH: ``prepare_all`` (the training splits' import and the module's, which evaluation imports when it runs)
     serves the packed splits instead of reading .pose files; a sample it lacks is an error, never a read."""
     import signt5.data.cache as cache
-    import signt5.training.trainer as trainer
+    import signt5.training.splits as splits
 
     packs, hits = [unpack(p) for p in sorted(folder.glob("*.npz"))], []
 
@@ -99,7 +99,7 @@ def patch_prepare_all(folder: Path) -> list[str]:
         return cache.PreparedSamples(list(entries), pk.coords[take], pk.mask[take], offsets,
                                      [slice(a, b) for a, b in pk.meta["hand_slices"]], pk.meta["skipped"])
 
-    trainer.prepare_all = cache.prepare_all = prepare_all
+    splits.prepare_all = cache.prepare_all = prepare_all
     return hits
 
 

@@ -13,7 +13,7 @@ from signt5.data.dataset import DataConfig, prepare_sample, window_slices
 from signt5.data.manifest import read_manifest
 from signt5.training.config import TrainConfig
 from signt5.training.distributed import Distributed
-from signt5.training.trainer import _prepare_data
+from signt5.training.splits import prepare_splits
 from ..conftest import make_sample
 
 
@@ -70,7 +70,7 @@ def test_training_with_window_mode_crops_with_one_warning(tiny_corpus, caplog):
     assert full.lengths().max() > 8  # the corpus has samples to crop
     config = TrainConfig(manifest=str(manifest), data=DataConfig(max_frames=8, long_samples="window"))
     caplog.set_level(logging.WARNING, logger="signt5")
-    train, dev = _prepare_data(config, Distributed())
+    train, dev = prepare_splits(config, Distributed())
     assert train.lengths().max() == 8 and dev.lengths().max() <= 8
     assert len(train) == len(full)
     assert sum("long_samples=window" in r.getMessage() for r in caplog.records) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -24,12 +25,15 @@ from signt5.data.dataset import pad_batch, split_batch
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
 from signt5.models.labels import model_inputs
+from signt5.models.loading import load_weights
 from signt5.models.text import IGNORE_INDEX
 
 from . import faults
 from .config import TrainConfig
 from .distributed import Distributed
+from .memory import release_free_heap
 from .optim import build_optimizer, build_scheduler
+from .reporting import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +173,34 @@ def train_decoder(model: Any, batches: list[CachedBatch], config: TrainConfig, e
             on_step(step, losses[-1], scheduler.get_last_lr()[0])
     tail = losses[-max(1, len(losses) // 10):]
     return float(np.mean(tail)) if tail else float("nan")
+
+
+def run_decoder_phase(model: Any, tokenizer: Any, dataset: PreparedDataset, sampler: BucketBatchSampler,
+                      config: TrainConfig, env: Distributed, best: Path | None, first_epoch: int, global_step: int,
+                      writer: Any = None, frame_multiple: int = 1) -> float:
+    """A run's decoder phase: the pose encoder and CTC head of its ``best`` checkpoint (when it has one) loaded,
+    their outputs cached from epoch ``first_epoch`` on, then :func:`train_decoder` on them, reported on a progress
+    bar and to ``writer`` (TensorBoard, steps counted on from ``global_step``). Returns the phase's loss."""
+    if best is not None:
+        load_weights(model, best, ENCODER_PREFIXES, "pose encoder and CTC head")
+        logger.info("decoder phase: %d steps on the frozen encoder of %s", config.decoder_steps, best)
+    batches = cache_encoder_outputs(model, tokenizer, dataset, sampler, config, env.device,
+                                    first_epoch=first_epoch, frame_multiple=frame_multiple)
+    progress = progress_bar(env.main, config.decoder_steps, 0, "decoder")
+
+    def report(step: int, loss: float, lr: float) -> None:
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
+        if writer is not None and step % config.log_every_steps == 0:
+            writer.add_scalar("decoder/loss", loss, global_step + step)
+            writer.add_scalar("decoder/lr", lr, global_step + step)
+
+    try:
+        loss = train_decoder(model, batches, config, env, report)
+    finally:
+        if progress is not None:
+            progress.close()
+    del batches
+    release_free_heap()  # the cache's pages, before decoding allocates its own
+    return loss

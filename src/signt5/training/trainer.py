@@ -25,24 +25,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from signt5.data.cache import PreparedDataset, prepare_all, training_data_config
+from signt5.data.cache import PreparedDataset
 from signt5.data.dataset import pad_batch, split_batch
-from signt5.data.manifest import check_labels, read_manifest
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import autocast_for
 from signt5.decoding.rate import median_signing_rate
 from signt5.errors import TrainingError
 from signt5.models.labels import ctc_units_for
-from signt5.models.loading import load_run_model, load_weights
+from signt5.models.loading import load_run_model
 
 from . import checkpoint as ckpt
 from . import faults
-from .memory import limit_heap_retention, limit_primitive_cache, release_free_heap
+from .memory import limit_heap_retention, limit_primitive_cache
 from .config import TrainConfig
-from .decoder_phase import ENCODER_PREFIXES, cache_encoder_outputs, freeze_for_phase, train_decoder
+from .decoder_phase import freeze_for_phase, run_decoder_phase
 from .distributed import Distributed, init_distributed
 from .optim import build_optimizer, build_scheduler
 from .recipes import DevResult, recipe_for
+from .reporting import progress_bar, tensorboard_writer
+from .splits import prepare_splits
 
 logger = logging.getLogger(__name__)
 
@@ -100,26 +101,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
             run.close()
 
 
-def _prepare_data(config: TrainConfig, env: Distributed):
-    """Train and dev samples, normalised once: rank 0 pre-computes the cache, the others then read it."""
-    manifest = Path(config.manifest)
-    entries = read_manifest(manifest)
-    train_entries = [e for e in entries if e.split == config.train_split]
-    dev_entries = [e for e in entries if e.split == config.dev_split][: config.max_eval_samples]
-    if not train_entries:
-        raise TrainingError(f"{manifest}: no samples in split {config.train_split!r}")
-    check_labels(train_entries + dev_entries, config.target, manifest)
-    cache_dir = manifest.parent / ".signt5-cache"
-    if not env.main:
-        env.barrier()  # wait for rank 0's cache
-    data_config = training_data_config(config.data)
-    train_data = prepare_all(train_entries, data_config, cache_dir)
-    dev_data = prepare_all(dev_entries, data_config, cache_dir) if dev_entries else None
-    if env.main:
-        env.barrier()
-    return train_data, dev_data
-
-
 def _start_fresh(out: Path) -> None:
     """A new run in a folder that held one: its log and TensorBoard events go, its checkpoints get replaced."""
     old = [p for p in (out / "train_log.jsonl", out / "runs") if p.exists()]
@@ -157,7 +138,7 @@ class _Run:
             config.save(self.out / "train_config.json")
         _seed_everything(config.seed)
 
-        self.train_data, self.dev_data = _prepare_data(config, env)
+        self.train_data, self.dev_data = prepare_splits(config, env)
         self.skipped = self.train_data.skipped + (self.dev_data.skipped if self.dev_data else [])
         if resume_from is not None:
             self.model, self.tokenizer = load_run_model(resume_from, self.recipe.model_class)
@@ -200,8 +181,8 @@ class _Run:
             self.state = RunState(**saved["run"])
             ckpt.set_rng_state(saved["rng"])
 
-        self.writer = _tensorboard(self.out / "runs") if env.main else None
-        self.progress = _progress(env.main, total_steps, self.state.global_step)
+        self.writer = tensorboard_writer(self.out / "runs") if env.main else None
+        self.progress = progress_bar(env.main, total_steps, self.state.global_step)
         self.workers = config.num_workers
         if self.workers < 0:
             self.workers = (min(4, max(0, (os.cpu_count() or 1) // env.world_size - 1))
@@ -369,28 +350,9 @@ class _Run:
         of every decoding, and the run's best and last checkpoints. A resume during it starts it again."""
         config, env, state = self.config, self.env, self.state
         best = ckpt.find_checkpoint(self.out / "checkpoint-best") if self.dev_data is not None else None
-        if best is not None:
-            load_weights(self.model, best, ENCODER_PREFIXES, "pose encoder and CTC head")
-            logger.info("decoder phase: %d steps on the frozen encoder of %s", config.decoder_steps, best)
-        batches = cache_encoder_outputs(self.model, self.tokenizer, self.dataset, self.sampler, config, env.device,
-                                        first_epoch=state.epoch, frame_multiple=FRAME_MULTIPLE)
-        progress = _progress(env.main, config.decoder_steps, 0, "decoder")
-
-        def report(step: int, loss: float, lr: float) -> None:
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
-            if self.writer is not None and step % config.log_every_steps == 0:
-                self.writer.add_scalar("decoder/loss", loss, state.global_step + step)
-                self.writer.add_scalar("decoder/lr", lr, state.global_step + step)
-
-        try:
-            loss = train_decoder(self.model, batches, config, env, report)
-        finally:
-            if progress is not None:
-                progress.close()
-        del batches
-        release_free_heap()  # the cache's pages, before decoding allocates its own
+        loss = run_decoder_phase(self.model, self.tokenizer, self.dataset, self.sampler, config, env, best,
+                                 first_epoch=state.epoch, global_step=state.global_step, writer=self.writer,
+                                 frame_multiple=FRAME_MULTIPLE)
         state.decoder_phase_done = True
         record: dict[str, Any] = {"phase": "decoder", "epoch": state.epoch,
                                   "step": state.global_step + config.decoder_steps, "loss": loss}
@@ -427,20 +389,3 @@ class _Run:
             self.progress.close()
         if self.writer is not None:
             self.writer.close()
-
-
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # pragma: no cover - tensorboard is a dependency
-        logger.warning("tensorboard not installed: no TensorBoard logs")
-        return None
-    return SummaryWriter(str(folder))
-
-
-def _progress(enabled: bool, total: int, initial: int, description: str = "train"):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True, mininterval=1.0)

@@ -198,7 +198,7 @@ def test_config_json_round_trip_and_shipped_configs(tmp_path):
 
 def test_part_local_features_ignore_where_the_hand_is_and_its_size():
     """Moving and scaling one hand changes its global input but not its part-local features."""
-    from signt5.models.pose_encoder import SpatialGCN
+    from signt5.models.pose_encoder import SpatialGCN, part_local_coordinates
 
     gcn = SpatialGCN(tiny_config())
     k = gcn.graph.num_points
@@ -209,7 +209,8 @@ def test_part_local_features_ignore_where_the_hand_is_and_its_size():
     right = gcn.graph.part_indices(RIGHT_HAND)
     moved = pose.clone()
     moved[:, :, right] = moved[:, :, right] * 2.5 + torch.tensor([3.0, -1.0])
-    a, b = gcn._part_local(pose * mask, mask), gcn._part_local(moved * mask, mask)
+    a = part_local_coordinates(pose * mask, mask, gcn.local_parts)
+    b = part_local_coordinates(moved * mask, mask, gcn.local_parts)
     torch.testing.assert_close(a[:, :, right], b[:, :, right])
     others = [i for i in range(k) if i not in right]
     torch.testing.assert_close(a[:, :, others], b[:, :, others])

@@ -248,7 +248,8 @@ class SpatialGCN(nn.Module):
         mask = point_mask.unsqueeze(-1).to(pose.dtype)  # (B, T, K, 1)
         pose = torch.where(point_mask.unsqueeze(-1), pose, torch.zeros_like(pose))  # missing may hold NaN
         if self.part_local:
-            pose = torch.cat([pose, self._part_local(pose, mask)], dim=-1)  # (B, T, K, 2C)
+            local = part_local_coordinates(pose, mask, self.local_parts)
+            pose = torch.cat([pose, local], dim=-1)  # (B, T, K, 2C)
         x = (self.input(pose) + self.joint_embedding.weight) * mask  # (B, T, K, c), zero where missing
         adjacency = self.graph.adjacency_on(x.device, x.dtype)
         for layer in self.layers:
@@ -266,21 +267,22 @@ class SpatialGCN(nn.Module):
         return out
 
 
-    def _part_local(self, pose: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Each point relative to its part's centre in this frame, divided by the part's spread.
+def part_local_coordinates(pose: torch.Tensor, mask: torch.Tensor, parts: list[list[int]]) -> torch.Tensor:
+    """Each point (B, T, K, C) relative to its part's centre in this frame, divided by the part's spread.
 
-        A handshape then looks the same wherever the hand is and however large it appears,
-        which is what fingerspelling turns on; the global coordinates still carry position.
-        """
-        out = torch.zeros_like(pose)
-        for indices in self.local_parts:
-            idx = _as_slice(indices)
-            p, m = pose[:, :, idx], mask[:, :, idx]  # (B, T, P, C), (B, T, P, 1)
-            count = m.sum(2, keepdim=True).clamp_min(1.0)
-            centre = p.sum(2, keepdim=True) / count
-            spread = (((p - centre) ** 2 * m).sum(2, keepdim=True) / count).sum(-1, keepdim=True).sqrt()
-            out[:, :, idx] = (p - centre) / spread.clamp_min(1e-3) * m
-        return out
+    A handshape then looks the same wherever the hand is and however large it appears, which is what
+    fingerspelling turns on; the global coordinates, fed beside these, still carry position. ``mask`` is
+    (B, T, K, 1) in the pose's dtype; points outside ``parts`` and missing points come out as zero.
+    """
+    out = torch.zeros_like(pose)
+    for indices in parts:
+        idx = _as_slice(indices)
+        p, m = pose[:, :, idx], mask[:, :, idx]  # (B, T, P, C), (B, T, P, 1)
+        count = m.sum(2, keepdim=True).clamp_min(1.0)
+        centre = p.sum(2, keepdim=True) / count
+        spread = (((p - centre) ** 2 * m).sum(2, keepdim=True) / count).sum(-1, keepdim=True).sqrt()
+        out[:, :, idx] = (p - centre) / spread.clamp_min(1e-3) * m
+    return out
 
 
 def _as_slice(indices: list[int]) -> slice | list[int]:

@@ -53,6 +53,7 @@ class TrainConfig:
     decoder_steps: int = 0
     decoder_lr: float | None = None  # the decoder phase's peak learning rate (None: lr)
     decoder_passes: int = 5  # augmented passes over the training split whose encoder outputs the decoder phase caches
+    decoder_splice: float = 0.0  # share of the decoder phase's batches made of spliced words (training/splice.py)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
         if self.decoder_stage_from and (self.stage != "finetune" or self.init_from):
             raise ValueError("decoder_stage_from continues a stage-2 run: stage 2 only, and without init_from")
+        if not 0.0 <= self.decoder_splice <= 1.0:
+            raise ValueError(f"decoder_splice must lie in [0, 1], got {self.decoder_splice}")
         if self.decoder_steps < 0 or self.decoder_passes < 1:
             raise ValueError(f"decoder_steps must be >= 0 and decoder_passes >= 1, got {self.decoder_steps} and "
                              f"{self.decoder_passes}")

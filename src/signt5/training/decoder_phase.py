@@ -34,6 +34,7 @@ from .distributed import Distributed
 from .memory import release_free_heap
 from .optim import build_optimizer, build_scheduler
 from .reporting import progress_bar
+from .splice import Splicer, splice_rows, stack_rows
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +151,17 @@ def train_decoder(model: Any, batches: list[CachedBatch], config: TrainConfig, e
     optimizer = build_optimizer(model, config, lr)
     scheduler = build_scheduler(optimizer, config.decoder_steps, config.warmup_ratio)
     rng = np.random.default_rng([config.seed, DECODER_PHASE_STREAM, env.rank, 0])  # apart from the epochs' draws
+    splicer = (Splicer(splice_rows(batches, config.max_target_length), config.max_target_length)
+               if config.decoder_splice > 0 else None)
+    if splicer is not None and not len(splicer):
+        logger.warning("decoder_splice: no cached sample can be spliced (a text target, or no CTC alignment)")
     model.train()
     model.encoder.eval()  # not run here; kept out of training mode all the same
     losses, faults_state = [], SimpleNamespace(nonfinite_in_a_row=0, global_step=0)
     for step in range(1, config.decoder_steps + 1):
         batch = batches[rng.integers(len(batches))]
+        if splicer and rng.random() < config.decoder_splice:
+            batch = CachedBatch(**stack_rows(splicer.draw(len(batch.ids), rng)))
         faults_state.global_step = step
         with autocast_for(env.device):
             loss = batch.forward(forward_model)

@@ -1,0 +1,121 @@
+"""Spliced words for the decoder phase: one cached sample's first letters joined to another's last letters.
+
+The decoder phase reads the same ~1,900 training words over and over, and a decoder can learn them as words: on
+dev it then writes a likelier training-like spelling over what the memory shows (M A R X -> M A R K). Cutting two
+cached samples of one sign language where their CTC forced alignments change letter, and joining the frames and
+the labels there, makes new words at no encoder cost, so the decoder must read the memory letter by letter.
+Gloss targets only: a splice needs every label token to spell one letter (text targets' words do not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from signt5.models.text import IGNORE_INDEX
+
+
+@dataclass
+class SpliceRow:
+    """One cached sample, trimmed of padding: what a splice cuts."""
+
+    features: torch.Tensor  # (T, D_pose)
+    labels: list[int]  # the label tokens, no padding
+    path: list[int]  # the CTC forced alignment: the letter index per frame, -1 for blank
+    units: list[int]  # per label token: its letter k >= 0, or -(k + 1) for a separator before letter k
+    sign_language_id: int | None
+    sample_id: str
+
+    @property
+    def letters(self) -> int:
+        return max(self.units) + 1
+
+
+def splice_rows(batches: list, max_target_length: int) -> list[SpliceRow]:
+    """The cached samples that can be cut: a forced alignment that fits, and every label token one letter."""
+    rows = []
+    for batch in batches:
+        if batch.alignment is None:
+            return []
+        for i, (path, units) in enumerate(batch.alignment):
+            units = [u for u in units if u is not None]
+            labels = [t for t in batch.labels[i].tolist() if t != IGNORE_INDEX]
+            if path is None or len(units) != len(labels) or not any(u >= 0 for u in units):
+                continue
+            letters = max(units) + 1
+            if sorted({u for u in units if u >= 0}) != list(range(letters)) or len(labels) > max_target_length:
+                continue  # a word spelled by a multi-letter token (text target): no letter boundary to cut at
+            language = None if batch.sign_language_ids is None else int(batch.sign_language_ids[i])
+            rows.append(SpliceRow(batch.features[i, :len(path)], labels, list(path), units, language,
+                                  batch.ids[i]))
+    return rows
+
+
+def splice(first: SpliceRow, second: SpliceRow, keep: int, skip: int) -> SpliceRow:
+    """``first``'s letters before ``keep`` (its frames up to the first of letter ``keep``; its tokens up to that
+    letter's, so the separator before it stays), then ``second``'s letters from ``skip`` on, renumbered."""
+    if not 1 <= keep < first.letters or not 0 <= skip < second.letters:
+        raise ValueError(f"cut at letters {keep} of {first.letters} and {skip} of {second.letters}")
+    cut_a = next((f for f, u in enumerate(first.path) if u >= keep), len(first.path))
+    cut_b = second.path.index(skip)
+    token_a = next(i for i, u in enumerate(first.units) if u >= keep or u < -(keep + 1))
+    token_b = second.units.index(skip)
+    offset = keep - skip
+
+    def shifted(unit: int) -> int:
+        return unit + offset if unit >= 0 else unit - offset
+
+    path = first.path[:cut_a] + [u + offset if u >= 0 else -1 for u in second.path[cut_b:]]
+    units = first.units[:token_a] + [shifted(u) for u in second.units[token_b:]]
+    return SpliceRow(torch.cat([first.features[:cut_a], second.features[cut_b:]]),
+                     first.labels[:token_a] + second.labels[token_b:], path, units, first.sign_language_id,
+                     f"{first.sample_id}+{second.sample_id}")
+
+
+class Splicer:
+    """Draws spliced batches: each row of a cached batch joined to a random partner of its sign language."""
+
+    def __init__(self, rows: list[SpliceRow], max_target_length: int):
+        self.rows = rows
+        self.max_target_length = max_target_length
+        self.by_language: dict[int | None, list[int]] = {}
+        for i, row in enumerate(rows):
+            self.by_language.setdefault(row.sign_language_id, []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def draw(self, size: int, rng: np.random.Generator) -> list[SpliceRow]:
+        """``size`` spliced words (a row stays whole when its splice would run past the target length)."""
+        out = []
+        for index in rng.integers(len(self.rows), size=size):
+            first = self.rows[int(index)]
+            if first.letters < 2:
+                out.append(first)
+                continue
+            partners = self.by_language[first.sign_language_id]
+            second = self.rows[partners[int(rng.integers(len(partners)))]]
+            keep, skip = int(rng.integers(1, first.letters)), int(rng.integers(0, second.letters))
+            row = splice(first, second, keep, skip)
+            out.append(row if len(row.labels) <= self.max_target_length else first)
+        return out
+
+
+def stack_rows(rows: list[SpliceRow]) -> dict:
+    """Rows padded into one batch: the fields of a ``CachedBatch`` (features in the rows' dtype)."""
+    width = max(len(row.path) for row in rows)
+    length = max(len(row.labels) for row in rows)
+    features = rows[0].features.new_zeros(len(rows), width, rows[0].features.shape[-1])  # (B, T', D_pose)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for i, row in enumerate(rows):
+        features[i, :len(row.path)] = row.features
+        mask[i, :len(row.path)] = True
+        labels[i, :len(row.labels)] = torch.tensor(row.labels)
+    languages = (None if rows[0].sign_language_id is None else
+                 torch.tensor([row.sign_language_id for row in rows], dtype=torch.long))
+    alignment = [(row.path, row.units + [None] * (length - len(row.units))) for row in rows]
+    return dict(features=features, mask=mask, sign_language_ids=languages, labels=labels,
+                ids=[row.sample_id for row in rows], alignment=alignment)

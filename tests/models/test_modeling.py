@@ -342,3 +342,21 @@ def test_ctc_letter_classes_one_per_letter_per_sign_language():
                      blank=0, zero_infinity=True)
     w = model.config.ctc_weight
     torch.testing.assert_close(out.loss, (1 - w) * ce + w * ctc)
+
+
+def test_label_smoothing_mixes_the_target_with_the_mean_over_the_vocabulary(batch):
+    """Smoothing eps: each target token's loss is (1 - eps) * -log p(target) + eps * mean over the vocabulary of
+    -log p, computed here by hand from the logits; padding still counts for nothing."""
+    torch.manual_seed(0)
+    model = SignT5ForConditionalGeneration(tiny_config(ctc_weight=0.0, label_smoothing=0.2)).eval()
+    inputs = model_inputs(batch, model.config, byte_tokenizer())
+    out = model(**inputs)
+    log_p = out.logits.float().log_softmax(-1)  # (B, L, V)
+    labels = inputs["labels"]
+    real = labels != IGNORE_INDEX
+    target = -log_p.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # (B, L)
+    uniform = -log_p.mean(-1)  # (B, L)
+    expected = ((0.8 * target + 0.2 * uniform) * real).sum() / real.sum()
+    torch.testing.assert_close(out.loss, expected)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tiny_config(label_smoothing=1.0)

@@ -130,7 +130,8 @@ def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
     the decoder alone, on the best checkpoint's encoder, and picks the decoding from every one on dev."""
     out = tmp_path / "run"
     args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "4", "--max_eval_samples", "3",
-                           "--decoder_steps", "5", "--decoder_passes", "1", "--lr", "1e-2")
+                           "--decoder_steps", "5", "--decoder_passes", "1", "--lr", "1e-2", "--decoder_splice", "0.5",
+                           "--label_smoothing", "0.1")
     assert main(["train", *args, "--stop_after_steps", "1"]) == 0
     first = _weights(out / "checkpoint-last")
     assert main(["train", *args, "--stop_after_steps", "1", "--resume"]) == 0
@@ -149,7 +150,10 @@ def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
     record = _log(out)[-1]
     assert record["phase"] == "decoder" and record["step"] == 4 + 5
     assert {"cer_attention", "cer_ctc", "cer_joint"} <= set(record)
-    chosen = json.loads((out / "checkpoint-best" / "config.json").read_text())["decoding"]
+    saved = json.loads((out / "checkpoint-best" / "config.json").read_text())
+    chosen = saved["decoding"]
+    assert saved["label_smoothing"] == 0.1  # the model's own loss, carried by its checkpoint
+    assert json.loads((out / "train_config.json").read_text())["decoder_splice"] == 0.5
     assert record["cer"] == record[f"cer_{chosen}"] == min(record[f"cer_{d}"] for d in ("attention", "ctc", "joint"))
 
     records = _log(out)

@@ -85,7 +85,8 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "patience", "save_every_steps", "max_eval_samples", "weight_decay", "warmup_ratio",
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling",
-                 "letter_tokens", "decoder_steps", "decoder_lr", "decoder_passes", "decoder_splice"):
+                 "letter_tokens", "decoder_steps", "decoder_lr", "decoder_passes", "decoder_splice",
+                 "label_smoothing"):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
@@ -134,6 +135,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder_lr", type=float, default=None, help="the decoder phase's peak learning rate (default: --lr)")
     p.add_argument("--decoder_passes", type=int, default=None,
                    help="augmented passes over the training split cached for the decoder phase (default 5)")
+    p.add_argument("--label_smoothing", type=float, default=None,
+                   help="the decoder's cross-entropy against targets smoothed by this share (default 0)")
     p.add_argument("--decoder_splice", type=float, default=None,
                    help="share of the decoder phase's batches made of new words: two cached samples of one sign "
                         "language cut where their letters change and joined (gloss target; default 0)")

@@ -53,6 +53,7 @@ class SignT5Config(PreTrainedConfig):
     decoding: str = "attention"  # attention (generate()) | ctc (greedy CTC on the encoder) | joint; picked on dev
     ctc_weight: float = 0.7  # CTC loss on the encoder output beside the decoder's (hybrid CTC/attention); 0: off
     joint_ctc_weight: float = 0.5  # joint decoding: weight of the CTC prefix score beside the decoder's
+    label_smoothing: float = 0.0  # training: the decoder's cross-entropy against targets smoothed by this share
     ctc_units: list | None = None  # CTC classes (blank = 0) as "language:letter" (gloss target, byte vocabulary)
     letter_tokens: list | None = None  # letters of several bytes with a decoder token each, ids 259, 260, ...
     freeze_text_encoder: bool = False  # contrastive stage: keep a pretrained UMT5 encoder fixed
@@ -75,6 +76,8 @@ class SignT5Config(PreTrainedConfig):
             raise ValueError(f"guided_attention must be one of {', '.join(GUIDES)}, got {self.guided_attention!r}")
         if self.decoder_memory not in DECODER_MEMORIES:
             raise ValueError(f"decoder_memory must be one of {', '.join(DECODER_MEMORIES)}, got {self.decoder_memory!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.memory_spelling and (self.ctc_weight <= 0 or self.decoder_memory != "frames"):
             raise ValueError("memory_spelling needs a CTC head (ctc_weight > 0) and decoder_memory 'frames'")
         if self.data is None:

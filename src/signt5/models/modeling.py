@@ -182,7 +182,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
-                                   ignore_index=IGNORE_INDEX)
+                                   ignore_index=IGNORE_INDEX, label_smoothing=self.config.label_smoothing)
             if ctc_log_probs is not None:
                 weight = self.config.ctc_weight
                 loss = (1 - weight) * loss

@@ -47,6 +47,7 @@ class TrainConfig:
     # stage 2: add the CTC posteriors' spelling (decoder token embeddings) to the decoder's memory; with the decoder
     # phase it took joint decoding below CTC on dev and test in both seeds tried (BENCHMARKS.md, tenth session)
     memory_spelling: bool = True
+    label_smoothing: float = 0.0  # stage 2: the decoder's targets smoothed by this share (cross-entropy)
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     # stage 2 in two phases (training/decoder_phase.py): the epochs train the pose encoder and CTC head alone, then
     # the decoder trains this many steps on the frozen encoder's cached outputs (0: decoder and encoder together)

@@ -209,7 +209,8 @@ class GenerationRecipe(Recipe):
             "guided_attention_weight": config.guided_attention_weight, "positions": config.positions,
             "guided_attention": config.guided_attention,
             "memory_spelling": config.memory_spelling and config.ctc_weight > 0 and config.decoder_memory == "frames",
-            "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder}
+            "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder,
+            "label_smoothing": config.label_smoothing}
         if (config.ctc_classes == "letters" and ctc_units and languages and pretrained is None
                 and config.target == "gloss"):
             options["ctc_units"] = list(ctc_units)

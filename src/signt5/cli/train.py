@@ -139,7 +139,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="the decoder's cross-entropy against targets smoothed by this share (default 0)")
     p.add_argument("--decoder_splice", type=float, default=None,
                    help="share of the decoder phase's batches made of new words: two cached samples of one sign "
-                        "language cut where their letters change and joined (gloss target; default 0)")
+                        "language cut where their letters change and joined (gloss target; default 0.9)")
     p.set_defaults(func=_run_train)
 
 

@@ -54,7 +54,9 @@ class TrainConfig:
     decoder_steps: int = 0
     decoder_lr: float | None = None  # the decoder phase's peak learning rate (None: lr)
     decoder_passes: int = 5  # augmented passes over the training split whose encoder outputs the decoder phase caches
-    decoder_splice: float = 0.0  # share of the decoder phase's batches made of spliced words (training/splice.py)
+    # share of the decoder phase's batches made of spliced words (training/splice.py): 0.9 took test attention CER
+    # from 3.20 / 2.56 % to 2.17 / 2.05 % in two seeds on the demo's frozen encoder (BENCHMARKS.md, eleventh session)
+    decoder_splice: float = 0.9
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)

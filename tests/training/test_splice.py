@@ -99,3 +99,22 @@ def test_the_decoder_phase_trains_on_spliced_batches(tiny_model, tiny_corpus):
 def test_decoder_splice_is_a_share():
     with pytest.raises(ValueError, match="decoder_splice"):
         TrainConfig(decoder_splice=1.5)
+
+
+def test_a_spliced_batch_is_words_of_similar_length():
+    """Drawn from a pool four times the batch and cut by length: less than half the spread of words drawn alone."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in range(40):
+        letters = "ABCDEFGHIJ"[: 2 + n % 8]
+        path = [k for k in range(len(letters)) for _ in range(1 + (n * 7 + k) % 5)]
+        rows.append(_word(letters, path, chr(65 + n % 26)))
+    splicer = Splicer(rows, 64)
+    spreads, pool_spreads = [], []
+    for _ in range(50):
+        batch = splicer.draw(8, rng)
+        assert len(batch) == 8
+        lengths = [len(row.path) for row in batch]
+        spreads.append(max(lengths) - min(lengths))
+        pool_spreads.append(np.ptp([len(r.path) for r in splicer.draw(32, rng, pool=1)]))
+    assert np.mean(spreads) < 0.5 * np.mean(pool_spreads)

@@ -69,6 +69,12 @@ def normalize_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def character_edits(reference: str, hypothesis: str) -> int:
+    """The edits CER counts: between the two strings' characters, whitespace left out (a gloss "M A R K" and the
+    word "MARK" spell the same letters)."""
+    return edit_distance("".join(reference.split()), "".join(hypothesis.split()))
+
+
 def edit_distance(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> int:
     """Levenshtein distance (unit-cost substitutions, insertions, deletions) between two sequences."""
     if len(reference) < len(hypothesis):
@@ -167,11 +173,10 @@ class _SentenceStats:
         stats = cls([], [], [], [], [], [])
         for ref, hyp in zip(references, hypotheses):
             ref_words, hyp_words = ref.split(), hyp.split()
-            ref_chars, hyp_chars = "".join(ref_words), "".join(hyp_words)
             stats.word_edits.append(edit_distance(ref_words, hyp_words))
             stats.words.append(len(ref_words))
-            stats.char_edits.append(edit_distance(ref_chars, hyp_chars))
-            stats.chars.append(len(ref_chars))
+            stats.char_edits.append(character_edits(ref, hyp))
+            stats.chars.append(len("".join(ref_words)))
             stats.exact.append(ref_words == hyp_words)
             stats.rouge.append(scorer.score(ref, hyp)["rougeL"].fmeasure)
         return stats

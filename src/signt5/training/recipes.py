@@ -20,7 +20,8 @@ from signt5.data.dataset import pad_batch
 from signt5.data.item import PoseItem
 from signt5.data.sampler import BucketBatchSampler
 from signt5.decoding.generate import EVAL_MAX_FRAMES, autocast_for, generate_texts, joint_ctc_weight
-from signt5.decoding.metrics import compute_metrics
+from signt5.decoding.metrics import character_edits, compute_metrics
+from signt5.decoding.selection import choose_decoding
 from signt5.models.configuration import build_config
 from signt5.models.contrastive import SignT5ForContrastivePretraining
 from signt5.models.labels import model_inputs
@@ -232,10 +233,10 @@ class GenerationRecipe(Recipe):
     def dev_result(self, model: Any, tokenizer: Any, items: list[PoseItem], config: TrainConfig,
                    device: torch.device, decodings: Sequence[str] | None = None, **options: Any) -> DevResult:
         """Every decoding the model has (attention; with a CTC head also CTC and joint), or those of
-        ``decodings``, scored on dev; the lowest CER wins, and its metrics and examples are the result."""
+        ``decodings``, scored on dev; the chosen one (``decoding/selection.py``: the lowest CER unless dev cannot
+        tell it from joint or attention) gives the result's metrics and examples."""
         refs = [item["label"] for item in items]
         has_ctc = getattr(model, "ctc_head", None) is not None
-        # min() keeps the first of equals: on a tie the decodings that run the decoder win over CTC alone
         decodings = list(decodings or ["attention"] + (["joint", "ctc"] if has_ctc else []))
         results = {}
         for decoding in decodings:  # joint: same beams, the checkpoint's CTC weight (ESPnet's 0.3 by default)
@@ -243,7 +244,7 @@ class GenerationRecipe(Recipe):
                                          config.max_target_length, decoding=decoding,
                                          ctc_weight=joint_ctc_weight(model.config))
             results[decoding] = (compute_metrics(refs, hyps), hyps, speed)
-        best = min(decodings, key=lambda d: results[d][0].overall["cer"])
+        best = choose_decoding({d: [character_edits(r, h) for r, h in zip(refs, results[d][1])] for d in decodings})
         report, hyps, speed = results[best]
         metrics = {k: report.overall[k] for k in ("cer", "wer", "bleu4", "chrf", "exact_match")}
         metrics.update({f"cer_{d}": results[d][0].overall["cer"] for d in decodings})

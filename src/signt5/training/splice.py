@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from signt5.models.text import IGNORE_INDEX
 
@@ -118,15 +119,11 @@ class Splicer:
 
 def stack_rows(rows: list[SpliceRow]) -> dict:
     """Rows padded into one batch: the fields of a ``CachedBatch`` (features in the rows' dtype)."""
-    width = max(len(row.path) for row in rows)
-    length = max(len(row.labels) for row in rows)
-    features = rows[0].features.new_zeros(len(rows), width, rows[0].features.shape[-1])  # (B, T', D_pose)
-    mask = torch.zeros(len(rows), width, dtype=torch.bool)
-    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    for i, row in enumerate(rows):
-        features[i, :len(row.path)] = row.features
-        mask[i, :len(row.path)] = True
-        labels[i, :len(row.labels)] = torch.tensor(row.labels)
+    features = pad_sequence([row.features for row in rows], batch_first=True)  # (B, T', D_pose), zero-padded
+    lengths = torch.tensor([len(row.path) for row in rows])
+    mask = torch.arange(features.shape[1]) < lengths[:, None]  # (B, T')
+    labels = pad_sequence([torch.tensor(row.labels) for row in rows], batch_first=True, padding_value=IGNORE_INDEX)
+    length = labels.shape[1]
     languages = (None if rows[0].sign_language_id is None else
                  torch.tensor([row.sign_language_id for row in rows], dtype=torch.long))
     alignment = [(row.path, row.units + [None] * (length - len(row.units))) for row in rows]

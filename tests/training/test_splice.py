@@ -99,6 +99,40 @@ def test_the_decoder_phase_trains_on_spliced_batches(tiny_model, tiny_corpus):
 def test_decoder_splice_is_a_share():
     with pytest.raises(ValueError, match="decoder_splice"):
         TrainConfig(decoder_splice=1.5)
+    with pytest.raises(ValueError, match="decoder_splice_pieces"):
+        TrainConfig(decoder_splice_pieces=1)
+
+
+def test_a_word_of_three_pieces_takes_a_run_of_letters_from_the_middle_one():
+    first = _word("ABC", [-1, 0, 0, -1, 1, 1, -1, 2, -1], "a")
+    middle = _word("MNOP", [0, -1, 1, 1, 2, -1, 3], "b")
+    last = _word("XYZ", [0, 0, -1, 1, -1, -1, 2, 2], "c")
+    pieces = [(first, 0, 1), (middle, 1, 3), (last, 2, 3)]  # A + N O + Z
+    row = Splicer._join(pieces)
+    assert bytes(t - 3 for t in row.labels if t != EOS).decode() == "A N O Z" and row.sample_id == "a+b+c"
+    assert row.path == [-1, 0, 0, -1] + [1, 1, 2, -1] + [3, 3]  # b's frames from its first N to its first P
+    assert row.features[:, 1].tolist() == [ord("a")] * 4 + [ord("b")] * 4 + [ord("c")] * 2
+    assert row.units == [0, -2, 1, -3, 2, -4, 3, -5]
+    assert Splicer._frames(pieces) == len(row.path)
+
+
+def test_spliced_words_of_many_pieces_read_their_letters_in_order():
+    """Whatever the draw: every piece's letters in order, the planned frame count the spliced one, at most
+    ``pieces`` source words, and a partner too short to cut ends the word early."""
+    rng = np.random.default_rng(0)
+    rows = [_word("ABCDEFG"[: 1 + n % 7], [k for k in range(1 + n % 7) for _ in range(1 + (n + k) % 3)] + [-1],
+                  chr(65 + n % 26)) for n in range(30)]
+    splicer = Splicer(rows, 64, pieces=4)
+    sources = set()
+    for _ in range(100):
+        pieces = splicer._plan(rows[int(rng.integers(len(rows)))], rng)
+        row = Splicer._join(pieces)
+        assert Splicer._frames(pieces) == len(row.path) == len(row.features)
+        letters = [u for u in row.path if u >= 0]
+        assert letters == sorted(letters) and sorted(set(letters)) == list(range(row.letters))
+        assert row.letters == sum(end - start for _, start, end in pieces)
+        sources.add(len(pieces))
+    assert sources == {1, 2, 3, 4}  # one-letter first words stay whole; short partners end words early
 
 
 def test_a_spliced_batch_is_words_of_similar_length():

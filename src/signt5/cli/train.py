@@ -86,7 +86,7 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling",
                  "letter_tokens", "decoder_steps", "decoder_lr", "decoder_passes", "decoder_splice",
-                 "label_smoothing"):
+                 "decoder_splice_pieces", "label_smoothing"):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
@@ -140,6 +140,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder_splice", type=float, default=None,
                    help="share of the decoder phase's batches made of new words: two cached samples of one sign "
                         "language cut where their letters change and joined (gloss target; default 0.9)")
+    p.add_argument("--decoder_splice_pieces", type=int, default=None,
+                   help="cached words each spliced word is cut from: the first's first letters, a run of letters "
+                        "of each next one, the last's last letters (default 2)")
     p.set_defaults(func=_run_train)
 
 

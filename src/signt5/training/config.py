@@ -57,6 +57,7 @@ class TrainConfig:
     # share of the decoder phase's batches made of spliced words (training/splice.py): 0.9 took test attention CER
     # from 3.20 / 2.56 % to 2.17 / 2.05 % in two seeds on the demo's frozen encoder (BENCHMARKS.md, eleventh session)
     decoder_splice: float = 0.9
+    decoder_splice_pieces: int = 2  # cached words a spliced word is cut from (2: one word's start, another's end)
     epochs: int = 30
     max_steps: int | None = None  # train for this many optimiser steps (overrides epochs; sets the schedule)
     stop_after_steps: int | None = None  # pause after N steps of this invocation (checkpointed; --resume goes on)
@@ -101,6 +102,8 @@ class TrainConfig:
             raise ValueError("decoder_stage_from continues a stage-2 run: stage 2 only, and without init_from")
         if not 0.0 <= self.decoder_splice <= 1.0:
             raise ValueError(f"decoder_splice must lie in [0, 1], got {self.decoder_splice}")
+        if self.decoder_splice_pieces < 2:
+            raise ValueError(f"decoder_splice_pieces must be >= 2, got {self.decoder_splice_pieces}")
         if self.decoder_steps < 0 or self.decoder_passes < 1:
             raise ValueError(f"decoder_steps must be >= 0 and decoder_passes >= 1, got {self.decoder_steps} and "
                              f"{self.decoder_passes}")

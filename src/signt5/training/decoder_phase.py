@@ -151,7 +151,8 @@ def train_decoder(model: Any, batches: list[CachedBatch], config: TrainConfig, e
     optimizer = build_optimizer(model, config, lr)
     scheduler = build_scheduler(optimizer, config.decoder_steps, config.warmup_ratio)
     rng = np.random.default_rng([config.seed, DECODER_PHASE_STREAM, env.rank, 0])  # apart from the epochs' draws
-    splicer = (Splicer(splice_rows(batches, config.max_target_length), config.max_target_length)
+    splicer = (Splicer(splice_rows(batches, config.max_target_length), config.max_target_length,
+                        config.decoder_splice_pieces)
                if config.decoder_splice > 0 else None)
     if splicer is not None and not len(splicer):
         logger.warning("decoder_splice: no cached sample can be spliced (a text target, or no CTC alignment)")

@@ -81,11 +81,15 @@ def splice(first: SpliceRow, second: SpliceRow, keep: int, skip: int) -> SpliceR
 
 
 class Splicer:
-    """Draws spliced batches: each row of a cached batch joined to a random partner of its sign language."""
+    """Draws spliced batches: each word made of ``pieces`` cached words of one sign language, the first's first
+    letters, a run of letters from each of the next, and the last's last letters."""
 
-    def __init__(self, rows: list[SpliceRow], max_target_length: int):
+    def __init__(self, rows: list[SpliceRow], max_target_length: int, pieces: int = 2):
+        if pieces < 2:
+            raise ValueError(f"a spliced word joins at least 2 pieces, got {pieces}")
         self.rows = rows
         self.max_target_length = max_target_length
+        self.pieces = pieces
         self.by_language: dict[int | None, list[int]] = {}
         for i, row in enumerate(rows):
             self.by_language.setdefault(row.sign_language_id, []).append(i)
@@ -93,27 +97,50 @@ class Splicer:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _plan(self, first: SpliceRow, rng: np.random.Generator) -> list[tuple[SpliceRow, int, int]]:
+        """A word's pieces as (row, first letter, end letter): the first piece starts at letter 0, the last runs to
+        its row's end, and every piece keeps at least one letter (a partner too short to go on ends the word)."""
+        if first.letters < 2:
+            return [(first, 0, first.letters)]
+        partners = self.by_language[first.sign_language_id]
+        pieces: list[tuple[SpliceRow, int, int]] = []
+        while len(pieces) < self.pieces:
+            row = self.rows[partners[int(rng.integers(len(partners)))]]
+            if not pieces:
+                pieces.append((first, 0, int(rng.integers(1, first.letters))))
+            start = int(rng.integers(0, row.letters))
+            if len(pieces) == self.pieces - 1 or row.letters - start < 2:
+                pieces.append((row, start, row.letters))
+                break
+            pieces.append((row, start, int(rng.integers(start + 1, row.letters))))
+        return pieces
+
+    @staticmethod
+    def _frames(pieces: list[tuple[SpliceRow, int, int]]) -> int:
+        """The spliced word's frame count: each piece from its first letter's first frame (the first piece from
+        frame 0) to the next letter's (the last piece to its end)."""
+        return sum((row.first_frame(end) if i < len(pieces) - 1 else len(row.path)) -
+                   (row.first_frame(start) if i else 0) for i, (row, start, end) in enumerate(pieces))
+
+    @staticmethod
+    def _join(pieces: list[tuple[SpliceRow, int, int]]) -> SpliceRow:
+        word, kept = pieces[0][0], pieces[0][2]
+        for row, start, end in pieces[1:]:
+            word = splice(word, row, kept, start)
+            kept += end - start
+        return word
+
     def draw(self, size: int, rng: np.random.Generator, pool: int = POOL) -> list[SpliceRow]:
-        """``size`` spliced words of similar length: ``pool`` x ``size`` are spliced, sorted by frames and cut into
-        ``pool`` groups, and one group is kept (a batch of random lengths pads to its longest: it took the decoder
-        phase 1.5x the time). A row stays whole when its splice would run past the target length."""
-        plans = []  # (frames, first, second, keep, skip): the lengths first, the frames only for the words kept
-        for index in rng.integers(len(self.rows), size=size * pool):
-            first = self.rows[int(index)]
-            if first.letters < 2:
-                plans.append((len(first.path), first, None, 0, 0))
-                continue
-            partners = self.by_language[first.sign_language_id]
-            second = self.rows[partners[int(rng.integers(len(partners)))]]
-            keep, skip = int(rng.integers(1, first.letters)), int(rng.integers(0, second.letters))
-            frames = first.first_frame(keep) + len(second.path) - second.first_frame(skip)
-            plans.append((frames, first, second, keep, skip))
-        plans.sort(key=lambda plan: plan[0])
+        """``size`` spliced words of similar length: ``pool`` x ``size`` are planned, sorted by frames and cut into
+        ``pool`` groups, and one group is spliced (a batch of random lengths pads to its longest: it took the
+        decoder phase 1.5x the time). A row stays whole when its splice would run past the target length."""
+        plans = [self._plan(self.rows[int(index)], rng) for index in rng.integers(len(self.rows), size=size * pool)]
+        plans.sort(key=self._frames)
         start = size * int(rng.integers(pool))  # one of the pool's length groups: every word as likely to train
         words = []
-        for _, first, second, keep, skip in plans[start:start + size]:
-            row = first if second is None else splice(first, second, keep, skip)
-            words.append(row if len(row.labels) <= self.max_target_length else first)
+        for pieces in plans[start:start + size]:
+            row = self._join(pieces)
+            words.append(row if len(row.labels) <= self.max_target_length else pieces[0][0])
         return words
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from signt5.models.alignment import emission_positions, sinusoids, unit_positions
+from signt5.models.alignment import emission_places, emission_positions, sinusoids, unit_positions
 from signt5.models.configuration import build_config
 from signt5.models.encoder import PoseEncoderOutput
 from signt5.models.modeling import SignT5ForConditionalGeneration
@@ -29,11 +29,13 @@ def test_emission_positions_count_units_not_frames():
     mask = torch.ones(1, 12, dtype=torch.bool)
     mask[0, 10:] = False  # padding
     expected = torch.tensor([-0.5, 0, 0, 0.5, 0.5, 1, 1.5, 2, 2, 2.5, 2.5, 2.5])
-    table = emission_positions(emissions, mask, 16)
+    places = emission_places(emissions, mask)
+    torch.testing.assert_close(places[0, :10], expected[:10])
+    table = emission_positions(places, mask, 16)
     torch.testing.assert_close(table[0, :, :8], sinusoids(expected, 8))
     torch.testing.assert_close(table[0, :10, 8:], sinusoids(2 - expected[:10], 8))
     assert not torch.allclose(table[0, 1], table[0, 5])  # one unit on: another position
-    shifted = emission_positions(emissions, mask, 16, shift=torch.tensor([[7]]))
+    shifted = emission_positions(places, mask, 16, shift=torch.tensor([[7]]))
     torch.testing.assert_close(shifted[0, :, :8], sinusoids(expected + 7, 8))  # the count from the start moves
     torch.testing.assert_close(shifted[0, :10, 8:], table[0, :10, 8:])  # the count to the end does not
 
@@ -71,11 +73,12 @@ class ForceTokens(LogitsProcessor):
         return forced.scatter(1, self.tokens[:, step:step + 1], 0.0)
 
 
-def test_generate_with_a_cache_sees_the_whole_prefix_count():
+@pytest.mark.parametrize("slope", [0.0, 4.0])
+def test_generate_with_a_cache_sees_the_whole_prefix_count(slope):
     """generate() (one token a step, cached) gives the logits that the full prefix gives at every step, also
-    after spaces, where the step's own token alone would lose the count."""
+    after spaces, where the step's own token alone would lose the count (and with it the aligned bias)."""
     torch.manual_seed(0)
-    model = letter_model()
+    model = letter_model(aligned_attention_slope=slope)
     model.eval()
     hidden = torch.randn(2, 10, 32)
     memory = PoseEncoderOutput(last_hidden_state=hidden, attention_mask=torch.ones(2, 10, dtype=torch.bool))

@@ -63,6 +63,9 @@ class SignT5Config(PreTrainedConfig):
     guided_attention: str = "diagonal"  # the prior: ctc (each token's CTC-aligned frames) | diagonal
     decoder_gradient_to_encoder: float = 1.0  # training: share of the decoder's gradient the encoder gets (0: CTC alone)
     memory_spelling: bool = False  # add the CTC posteriors' spelling, in the decoder's token embeddings, to its memory
+    # positions ctc: cross-attention logits lowered by this much per CTC unit between a frame and the letter the
+    # token reads (0: off; alignment.aligned_attention_bias)
+    aligned_attention_slope: float = 0.0
     signing_rate: float | None = None  # training split's median letters/s (decoding/rate.py); None: not normalised
     signing_rate_band: float = 2.0  # decoding resamples a sample to signing_rate when its rate is off by more
     initializer_range: float = 0.02
@@ -80,6 +83,9 @@ class SignT5Config(PreTrainedConfig):
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.memory_spelling and (self.ctc_weight <= 0 or self.decoder_memory != "frames"):
             raise ValueError("memory_spelling needs a CTC head (ctc_weight > 0) and decoder_memory 'frames'")
+        if self.aligned_attention_slope < 0 or (self.aligned_attention_slope and self.positions != "ctc"):
+            raise ValueError(f"aligned_attention_slope must be >= 0, and needs positions 'ctc' (got "
+                             f"{self.aligned_attention_slope} with positions {self.positions!r})")
         if self.data is None:
             self.data = DataConfig().to_dict()
         pose = PoseEncoderConfig.from_dict(self.pose_encoder or {})

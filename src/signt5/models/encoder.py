@@ -23,6 +23,7 @@ class PoseEncoderOutput(BaseModelOutput):
 
     attention_mask: torch.Tensor | None = None
     memory_positions: torch.Tensor | None = None  # generate(): the first step's position table, reused after
+    memory_places: torch.Tensor | None = None  # generate(): the frames' places among the CTC units, reused after
 
 
 TORCH_DEFAULT_INIT = "_signt5_torch_init"

@@ -20,7 +20,8 @@ from transformers.models.umt5.modeling_umt5 import UMT5Stack
 
 from signt5.data.dataset import DataConfig
 
-from .alignment import (aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention, emission_positions,
+from .alignment import (aligned_attention_bias, aligned_attention_loss, aligned_frames, ctc_viterbi, eager_attention,
+                        emission_places, emission_positions,
                         guided_attention_loss, memory_positions, sinusoidal_positions, unit_positions)
 from .configuration import SignT5Config, build_config, decoder_config
 from .encoder import TORCH_DEFAULT_INIT, PoseEncoderOutput, SignT5Encoder, keep_torch_init
@@ -137,6 +138,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
         reused = encoder_outputs.memory_positions if reusable else None  # it depends on the memory alone
         if reused is not None and reused.shape != memory.shape:
             reused = None
+        places = encoder_outputs.memory_places if reused is not None else None  # (B, S): see emission_places
         ctc_log_probs = None  # (B, T', C): for the CTC loss, the CTC prior and positions counted in emissions
         reads_ctc = self.config.positions == "ctc" or self.memory_spelling is not None
         if self.ctc_head is not None and encoder_mask is not None and (
@@ -150,6 +152,7 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
         if scale != 1.0 and torch.is_grad_enabled():
             memory = memory * scale + memory.detach() * (1 - scale)  # same values; the decoder's gradient scaled
         embeds = self.decoder.embed_tokens(decoder_input_ids)  # (B, L, D)
+        cross_mask = memory_mask  # (B, S), or an additive (B, 1, L, S) with aligned_attention_slope
         if self.config.positions != "none" or self.memory_spelling is not None:
             past = cache.get_seq_length() if cache is not None else 0
             shift = None  # unit counts start at a random offset in training, mid-range otherwise (see COUNT_SHIFT)
@@ -157,10 +160,12 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
                 shift = (torch.randint(0, COUNT_SHIFT + 1, (embeds.shape[0], 1), device=embeds.device)
                          if self.training and labels is not None
                          else torch.full((embeds.shape[0], 1), COUNT_SHIFT // 2, device=embeds.device))
+            if places is None and self.config.positions == "ctc" and ctc_log_probs is not None and frames_memory:
+                places = self.emission_places(memory_mask, ctc_log_probs, alignment)
             table = reused if reused is not None else self.memory_additions(memory, memory_mask, ctc_log_probs,
-                                                                             alignment, shift)
+                                                                             places, shift)
             if reusable:
-                encoder_outputs.memory_positions = table
+                encoder_outputs.memory_positions, encoder_outputs.memory_places = table, places
             memory = memory + table
             if self.config.positions == "ctc":
                 counts = kwargs.get("decoder_unit_counts")
@@ -168,12 +173,15 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
                     counts = self.decoder_unit_counts(decoder_input_ids)
                 embeds = embeds + unit_positions(counts if shift is None else counts + shift, past,
                                                  embeds.shape[2], embeds.dtype)
+                if self.config.aligned_attention_slope and places is not None:
+                    cross_mask = aligned_attention_bias(places, memory_mask.bool(), counts,
+                                                        self.config.aligned_attention_slope, memory.dtype)
             elif self.config.positions != "none":
                 embeds = embeds + sinusoidal_positions(embeds.shape[1], embeds.shape[2], past, embeds.device,
                                                        embeds.dtype)
         with eager_attention(self.decoder.config, guided):  # sdpa gives no attention weights
             decoded = self.decoder(inputs_embeds=embeds, attention_mask=decoder_attention_mask,
-                                   encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
+                                   encoder_hidden_states=memory, encoder_attention_mask=cross_mask,
                                    cache=cache, use_cache=use_cache, **extra)
         sequence = decoded.last_hidden_state  # (B, L, D)
         if self.config.tie_word_embeddings:
@@ -269,29 +277,33 @@ class SignT5ForConditionalGeneration(SignT5PreTrainedModel, GenerationMixin, Lab
         paths = ctc_viterbi(ctc_log_probs, mask.sum(1).tolist(), [classes for classes, _ in rows], CTC_BLANK)
         return [(path, units) for path, (_, units) in zip(paths, rows)]
 
-    def position_table(self, memory: torch.Tensor, mask: torch.Tensor | None, ctc_log_probs: torch.Tensor | None,
-                       alignment: Sequence[tuple[list[int] | None, Any]] | None = None,
+    def emission_places(self, mask: torch.Tensor, ctc_log_probs: torch.Tensor,
+                        alignment: Sequence[tuple[list[int] | None, Any]] | None = None) -> torch.Tensor:
+        """(B, S) each memory frame's place among the CTC units (:func:`emission_places`): on the best path, or in
+        training on the labels' forced alignment (where the reference's letters are, not where CTC guesses)."""
+        emissions = ctc_log_probs.detach().argmax(-1)  # (B, S)
+        if alignment is not None:
+            for i, (path, _) in enumerate(alignment):
+                if path is not None:
+                    emissions[i, :len(path)] = torch.tensor(path, device=emissions.device) + 1
+        return emission_places(emissions, mask, CTC_BLANK)
+
+    def position_table(self, memory: torch.Tensor, mask: torch.Tensor | None, places: torch.Tensor | None,
                        shift: torch.Tensor | None = None) -> torch.Tensor:
         """The absolute positions added to the memory (B or 1, S, D): counted in frames (``sinusoidal``,
-        ``both_ends``) or in CTC emissions (``ctc``: the best path, or in training the labels' alignment)."""
+        ``both_ends``) or in CTC emissions (``ctc``, given the frames' ``places``)."""
         width = memory.shape[2]
-        if self.config.positions == "ctc" and ctc_log_probs is not None and mask is not None:
-            emissions = ctc_log_probs.detach().argmax(-1)  # (B, S)
-            if alignment is not None:  # training: where the reference's letters are, not where CTC guesses
-                for i, (path, _) in enumerate(alignment):
-                    if path is not None:
-                        emissions[i, :len(path)] = torch.tensor(path, device=emissions.device) + 1
-            return emission_positions(emissions, mask, width, CTC_BLANK, memory.dtype, shift)
+        if self.config.positions == "ctc" and places is not None and mask is not None:
+            return emission_positions(places, mask, width, memory.dtype, shift)
         if self.config.positions in ("both_ends", "ctc") and mask is not None:
             return memory_positions(mask, width, memory.dtype)
         return sinusoidal_positions(memory.shape[1], width, 0, memory.device, memory.dtype)
 
     def memory_additions(self, memory: torch.Tensor, mask: torch.Tensor | None, ctc_log_probs: torch.Tensor | None,
-                         alignment: Sequence[tuple[list[int] | None, Any]] | None = None,
-                         shift: torch.Tensor | None = None) -> torch.Tensor:
+                         places: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S, D) added to the memory: its positions and, with ``memory_spelling``, the CTC reading's
         spelling. Both depend on the memory alone, so generate() computes them once."""
-        table = (self.position_table(memory, mask, ctc_log_probs, alignment, shift).expand_as(memory)
+        table = (self.position_table(memory, mask, places, shift).expand_as(memory)
                  if self.config.positions != "none" else torch.zeros_like(memory))
         if self.memory_spelling is not None and ctc_log_probs is not None:
             table = table + self.memory_spelling(ctc_log_probs, self.decoder.embed_tokens).to(memory.dtype)

@@ -131,7 +131,7 @@ def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
     out = tmp_path / "run"
     args = tiny_train_args(tiny_corpus, tiny_pose_config, out, "--max_steps", "4", "--max_eval_samples", "3",
                            "--decoder_steps", "5", "--decoder_passes", "1", "--lr", "1e-2", "--decoder_splice", "0.5",
-                           "--label_smoothing", "0.1")
+                           "--label_smoothing", "0.1", "--aligned_attention_slope", "2", "--decoder_splice_pieces", "3")
     assert main(["train", *args, "--stop_after_steps", "1"]) == 0
     first = _weights(out / "checkpoint-last")
     assert main(["train", *args, "--stop_after_steps", "1", "--resume"]) == 0
@@ -153,7 +153,9 @@ def test_two_phase_run(tiny_corpus, tiny_pose_config, tmp_path):
     saved = json.loads((out / "checkpoint-best" / "config.json").read_text())
     chosen = saved["decoding"]
     assert saved["label_smoothing"] == 0.1  # the model's own loss, carried by its checkpoint
-    assert json.loads((out / "train_config.json").read_text())["decoder_splice"] == 0.5
+    assert saved["aligned_attention_slope"] == 2.0  # so is its cross-attention bias
+    train_config = json.loads((out / "train_config.json").read_text())
+    assert train_config["decoder_splice"] == 0.5 and train_config["decoder_splice_pieces"] == 3
     assert chosen in ("attention", "ctc", "joint") and record["cer"] == record[f"cer_{chosen}"]
 
     records = _log(out)

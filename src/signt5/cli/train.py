@@ -86,7 +86,7 @@ def _train_config(args: argparse.Namespace, stage: str, default_output: str):
                  "eval_every_epochs", "ctc_weight", "ctc_classes", "decoder_memory", "positions",
                  "guided_attention_weight", "guided_attention", "decoder_gradient_to_encoder", "memory_spelling",
                  "letter_tokens", "decoder_steps", "decoder_lr", "decoder_passes", "decoder_splice",
-                 "decoder_splice_pieces", "label_smoothing"):
+                 "decoder_splice_pieces", "label_smoothing", "aligned_attention_slope"):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
@@ -123,6 +123,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from signt5.training.config import TrainConfig
+
     p = sub.add_parser("train", help="stage 2: pose encoder + UMT5 decoder, sign-to-text generation")
     _add_train_args(p, "finetune")
     p.add_argument("--contrastive_model_dir", default=None, help="stage-1 run whose pose encoder to start from")
@@ -135,6 +137,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder_lr", type=float, default=None, help="the decoder phase's peak learning rate (default: --lr)")
     p.add_argument("--decoder_passes", type=int, default=None,
                    help="augmented passes over the training split cached for the decoder phase (default 5)")
+    p.add_argument("--aligned_attention_slope", type=float, default=None,
+                   help="with --positions ctc: the decoder's cross-attention logits lowered by this much per CTC "
+                        "unit between a frame and the letter being written (default %g; 0: off)"
+                        % TrainConfig.aligned_attention_slope)
     p.add_argument("--label_smoothing", type=float, default=None,
                    help="the decoder's cross-entropy against targets smoothed by this share (default 0)")
     p.add_argument("--decoder_splice", type=float, default=None,

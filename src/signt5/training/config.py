@@ -48,6 +48,10 @@ class TrainConfig:
     # phase it took joint decoding below CTC on dev and test in both seeds tried (BENCHMARKS.md, tenth session)
     memory_spelling: bool = True
     label_smoothing: float = 0.0  # stage 2: the decoder's targets smoothed by this share (cross-entropy)
+    # stage 2, positions ctc: cross-attention logits lowered by this much per CTC unit away from the letter a token
+    # reads (models/alignment.py: aligned_attention_bias; 0: off). On the demo's frozen encoder dev / test attention
+    # CER went from 2.99 / 2.81 % to 1.00 / 1.09 % and 0.87 / 1.15 % (two seeds; BENCHMARKS.md, twelfth session)
+    aligned_attention_slope: float = 4.0
     decoder_gradient_to_encoder: float = 0.0  # stage 2: share of the decoder's gradient the pose encoder gets (0: CTC's alone)
     # stage 2 in two phases (training/decoder_phase.py): the epochs train the pose encoder and CTC head alone, then
     # the decoder trains this many steps on the frozen encoder's cached outputs (0: decoder and encoder together)
@@ -100,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"decoder_gradient_to_encoder must lie in [0, 1], got {self.decoder_gradient_to_encoder}")
         if self.decoder_stage_from and (self.stage != "finetune" or self.init_from):
             raise ValueError("decoder_stage_from continues a stage-2 run: stage 2 only, and without init_from")
+        if self.aligned_attention_slope < 0:
+            raise ValueError(f"aligned_attention_slope must be >= 0, got {self.aligned_attention_slope}")
         if not 0.0 <= self.decoder_splice <= 1.0:
             raise ValueError(f"decoder_splice must lie in [0, 1], got {self.decoder_splice}")
         if self.decoder_splice_pieces < 2:

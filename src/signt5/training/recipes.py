@@ -211,7 +211,8 @@ class GenerationRecipe(Recipe):
             "guided_attention": config.guided_attention,
             "memory_spelling": config.memory_spelling and config.ctc_weight > 0 and config.decoder_memory == "frames",
             "decoder_gradient_to_encoder": config.decoder_gradient_to_encoder,
-            "label_smoothing": config.label_smoothing}
+            "label_smoothing": config.label_smoothing,
+            "aligned_attention_slope": config.aligned_attention_slope if config.positions == "ctc" else 0.0}
         if (config.ctc_classes == "letters" and ctc_units and languages and pretrained is None
                 and config.target == "gloss"):
             options["ctc_units"] = list(ctc_units)
